@@ -1,0 +1,4 @@
+"""Model bundles (NIR graph + manifest), loading and validation, training recipes.
+
+Never imports ``runtime``.
+"""

@@ -1,0 +1,3 @@
+"""spikewire runtime: pipeline, chip emulators, readout, sinks, telemetry, config, CLI."""
+
+__version__ = "0.1.0"

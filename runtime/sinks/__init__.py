@@ -1,0 +1,1 @@
+"""Sinks: where decisions and telemetry go (MQTT, JSONL file, stdout)."""
