@@ -1,0 +1,173 @@
+"""Configuration: one TOML file, validated by pydantic before anything starts.
+
+Every model forbids unknown fields, so a typo is an error naming its path rather than a
+silently ignored setting. Environment variables override the file with ``SPIKEWIRE_``
+and ``__`` between levels (``SPIKEWIRE_MQTT__URL=mqtt://broker:1883``).
+"""
+
+from __future__ import annotations
+
+import socket
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class ConfigError(ValueError):
+    """A configuration problem, already phrased for a person: path of the field and reason."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TlsConfig(_Model):
+    ca_file: Path | None = Field(None, title="CA file", description="PEM bundle that signs the broker's certificate.")
+    cert_file: Path | None = Field(None, title="Client certificate", description="PEM client certificate for mutual TLS.")
+    key_file: Path | None = Field(None, title="Client key", description="PEM private key of the client certificate.")
+    insecure: bool = Field(False, description="Skip hostname verification. For lab brokers only.")
+
+
+class MqttConfig(_Model):
+    url: str = Field(
+        "mqtt://127.0.0.1:1883",
+        title="Broker URL",
+        description="mqtt://host[:port] or mqtts://host[:port] (TLS, default port 8883).",
+    )
+    username: str | None = Field(None, description="Broker user name.")
+    password: SecretStr | None = Field(None, description="Broker password. Never logged.")
+    prefix: str = Field("spikewire", description="Topic prefix: <prefix>/<device>/...")
+    client_id: str | None = Field(None, description="MQTT client id; default spikewire-<device>.")
+    protocol: Literal["3.1.1", "5"] = Field("5", description="MQTT protocol version.")
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    qos_classification: Literal[0, 1, 2] = Field(1, description="QoS of classification messages.")
+    tls: TlsConfig | None = Field(None, description="TLS settings; implied by mqtts://.")
+    buffer_size: int = Field(
+        10_000,
+        ge=1,
+        description="Messages kept while the broker is unreachable; beyond it the oldest is dropped and counted.",
+    )
+    reconnect_min_s: float = Field(0.5, gt=0, description="First reconnect delay; doubles up to the cap.")
+    reconnect_max_s: float = Field(30.0, gt=0, description="Cap of the reconnect delay.")
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, v: str) -> str:
+        if not v.startswith(("mqtt://", "mqtts://")):
+            msg = f"must start with mqtt:// or mqtts://, got {v!r}"
+            raise ValueError(msg)
+        return v
+
+
+class AudioFileSourceConfig(_Model):
+    kind: Literal["audio_file"] = "audio_file"
+    paths: list[Path] = Field(min_length=1, description="WAV/FLAC files or folders of them (sorted).")
+    speed: float | Literal["max"] = Field(1.0, description="Pacing: 1.0 is real time; 'max' is unpaced.")
+    loop: bool = Field(False, description="Start again at the end (a daemon replaying a recording).")
+    block_ms: float = Field(20.0, gt=0, le=10_000, description="Block length handed to the encoder.")
+    channel: int | Literal["mix"] = Field("mix", description="Channel to use, or 'mix' for the mean.")
+
+
+class MicrophoneSourceConfig(_Model):
+    kind: Literal["microphone"] = "microphone"
+    device: str | int | None = Field(None, description="PortAudio device name or index; None for the default input.")
+    rate_hz: int | None = Field(None, description="Capture rate; None for the model's rate (resampled if the device refuses).")
+    block_ms: float = Field(20.0, gt=0, le=1000)
+    queue_blocks: int = Field(50, ge=2, description="Blocks buffered between the device and the pipeline.")
+    channel: int = Field(0, ge=0)
+
+
+SourceConfig = Annotated[AudioFileSourceConfig | MicrophoneSourceConfig, Field(discriminator="kind")]
+
+
+class ReadoutConfig(_Model):
+    mode: Literal["stream", "utterance", "window"] = Field(
+        "utterance",
+        description=(
+            "stream: one decision per stream (per file). utterance: one per burst of input "
+            "activity. window: one per fixed window."
+        ),
+    )
+    window_ms: float = Field(1000.0, gt=0, description="Window length for mode=window.")
+    hop_ms: float = Field(500.0, gt=0, description="Hop between windows for mode=window.")
+    min_confidence: float = Field(0.0, ge=0, le=1, description="Decisions below this score are counted, not published.")
+    activity_threshold: float = Field(
+        0.15, ge=0, le=1, description="utterance: input spikes per channel per ms that opens an utterance."
+    )
+    silence_ms: float = Field(150.0, gt=0, description="utterance: quiet time that closes an utterance.")
+    min_utterance_ms: float = Field(120.0, ge=0, description="utterance: shorter bursts are ignored (counted).")
+    max_utterance_ms: float = Field(2500.0, gt=0, description="utterance: longer bursts are cut into decisions.")
+
+
+class PipelineConfig(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$", description="Used in topics: <prefix>/<device>/<name>/...")
+    source: SourceConfig
+    model: str = Field(description="Bundle name from the zoo (e.g. kws-digits) or a path to a bundle.")
+    chip: str | None = Field(None, description="Chip profile name or TOML path; default: the model's target.")
+    mismatch: bool | None = Field(None, description="Analog mismatch on/off; default: the profile's.")
+    seed: int = Field(0, description="Seed of the frozen mismatch draw.")
+    strict: bool = Field(False, description="Treat soft chip limits (model size) as errors.")
+    readout: ReadoutConfig = Field(default_factory=ReadoutConfig)
+    telemetry_interval_s: float = Field(5.0, gt=0)
+    queue_blocks: int = Field(64, ge=1, description="Bound of the queues between stages.")
+
+
+class JsonlConfig(_Model):
+    path: Path = Field(description="Append decisions and telemetry here, one JSON object per line.")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        extra="forbid", env_prefix="SPIKEWIRE_", env_nested_delimiter="__", nested_model_default_partial_update=True
+    )
+
+    device: str = Field(default_factory=socket.gethostname, pattern=r"^[A-Za-z0-9_.-]+$")
+    pipelines: list[PipelineConfig] = Field(default_factory=list)
+    mqtt: MqttConfig | None = Field(None, description="Broker; None means no MQTT sink.")
+    jsonl: JsonlConfig | None = None
+    stdout: bool = Field(True, description="Print decisions on the terminal.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment overrides the file: a container sets secrets without editing it.
+        return env_settings, init_settings
+
+
+def format_validation_error(exc: ValidationError, origin: str) -> str:
+    lines = [f"{origin}: {exc.error_count()} problem(s)"]
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"  {path}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def load_settings(path: Path | None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Read and validate a TOML config; ``ConfigError`` names the file, field and reason."""
+    data: dict[str, Any] = {}
+    origin = "built-in defaults"
+    if path is not None:
+        origin = str(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            msg = f"{path}: config file not found"
+            raise ConfigError(msg) from exc
+        except tomllib.TOMLDecodeError as exc:
+            msg = f"{path}: not valid TOML: {exc}"
+            raise ConfigError(msg) from exc
+    data.update(overrides or {})
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, origin)) from exc
