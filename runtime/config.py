@@ -26,7 +26,9 @@ class _Model(BaseModel):
 
 class TlsConfig(_Model):
     ca_file: Path | None = Field(None, title="CA file", description="PEM bundle that signs the broker's certificate.")
-    cert_file: Path | None = Field(None, title="Client certificate", description="PEM client certificate for mutual TLS.")
+    cert_file: Path | None = Field(
+        None, title="Client certificate", description="PEM client certificate for mutual TLS."
+    )
     key_file: Path | None = Field(None, title="Client key", description="PEM private key of the client certificate.")
     insecure: bool = Field(False, description="Skip hostname verification. For lab brokers only.")
 
@@ -74,7 +76,9 @@ class AudioFileSourceConfig(_Model):
 class MicrophoneSourceConfig(_Model):
     kind: Literal["microphone"] = "microphone"
     device: str | int | None = Field(None, description="PortAudio device name or index; None for the default input.")
-    rate_hz: int | None = Field(None, description="Capture rate; None for the model's rate (resampled if the device refuses).")
+    rate_hz: int | None = Field(
+        None, description="Capture rate; None for the model's rate (resampled if the device refuses)."
+    )
     block_ms: float = Field(20.0, gt=0, le=1000)
     queue_blocks: int = Field(50, ge=2, description="Blocks buffered between the device and the pipeline.")
     channel: int = Field(0, ge=0)
@@ -110,7 +114,7 @@ class PipelineConfig(_Model):
     mismatch: bool | None = Field(None, description="Analog mismatch on/off; default: the profile's.")
     seed: int = Field(0, description="Seed of the frozen mismatch draw.")
     strict: bool = Field(False, description="Treat soft chip limits (model size) as errors.")
-    readout: ReadoutConfig = Field(default_factory=ReadoutConfig)
+    readout: ReadoutConfig = Field(default_factory=lambda: ReadoutConfig())
     telemetry_interval_s: float = Field(5.0, gt=0)
     queue_blocks: int = Field(64, ge=1, description="Bound of the queues between stages.")
 

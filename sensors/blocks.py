@@ -47,7 +47,7 @@ class SampleBlock:
 
     @property
     def duration_us(self) -> int:
-        return int(round(self.n_samples * 1e6 / self.rate_hz))
+        return round(self.n_samples * 1e6 / self.rate_hz)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,1 @@
+"""Chip emulators: profiles (data) plus kernels (numba)."""
