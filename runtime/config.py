@@ -88,11 +88,12 @@ SourceConfig = Annotated[AudioFileSourceConfig | MicrophoneSourceConfig, Field(d
 
 
 class ReadoutConfig(_Model):
-    mode: Literal["stream", "utterance", "window"] = Field(
+    mode: Literal["stream", "utterance", "window", "auto"] = Field(
         "utterance",
         description=(
             "stream: one decision per stream (per file). utterance: one per burst of input "
-            "activity. window: one per fixed window."
+            "activity. window: one per fixed window. auto: stream for short files, utterance "
+            "once a stream is longer than max_utterance_ms."
         ),
     )
     window_ms: float = Field(1000.0, gt=0, description="Window length for mode=window.")

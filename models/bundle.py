@@ -1,0 +1,115 @@
+"""Model bundles: a directory with ``model.nir`` (the network) and ``manifest.toml``.
+
+The manifest says what the network needs around it (modality, encoder settings, labels,
+readout, target chip) and what it was validated with. Bundles are found by name in the
+zoo (``models/zoo/<name>``) or by path.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from models.network import ModelError, Network
+from models.nir_io import read_network
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelInfo(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    version: str
+    description: str = ""
+    modality: Literal["audio", "ecg", "radar", "dvs"]
+    target_chip: str = Field(description="Chip profile the model was trained and quantised for.")
+    license: str = ""
+
+
+class ReadoutSpec(_Model):
+    kind: Literal["membrane_mean", "spike_count"] = Field(
+        description="membrane_mean: mean membrane of each output neuron over the window; spike_count: spikes."
+    )
+    temperature: float = Field(1.0, gt=0, description="scores = softmax(readout / temperature).")
+
+
+class Validation(_Model):
+    dataset: str
+    protocol: str
+    chip: str
+    accuracy: float | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+    command: str = Field("", description="Command that reproduces the figure.")
+
+
+class Manifest(_Model):
+    model: ModelInfo
+    labels: list[str] = Field(min_length=2)
+    encoder: dict[str, Any] = Field(description="Settings passed to the modality's encoder config.")
+    readout: ReadoutSpec
+    validation: list[Validation] = Field(default_factory=list)
+    training: dict[str, Any] = Field(default_factory=dict, description="Recipe and its settings, for the record.")
+
+
+@dataclass(frozen=True)
+class Bundle:
+    path: Path
+    manifest: Manifest
+    network: Network
+
+    @property
+    def ident(self) -> str:
+        return f"{self.manifest.model.name}@{self.manifest.model.version}"
+
+
+def zoo_dir() -> Path:
+    return Path(str(resources.files("models") / "zoo"))
+
+
+def zoo_names() -> list[str]:
+    root = zoo_dir()
+    return sorted(p.name for p in root.iterdir() if (p / "manifest.toml").is_file()) if root.is_dir() else []
+
+
+def resolve(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.is_dir():
+        return path
+    if name_or_path in zoo_names():
+        return zoo_dir() / name_or_path
+    msg = f"model {name_or_path!r}: not a bundle directory and not in the zoo ({', '.join(zoo_names()) or 'empty'})"
+    raise ModelError(msg)
+
+
+def read_manifest(path: Path) -> Manifest:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        msg = f"{path}: manifest not found"
+        raise ModelError(msg) from exc
+    except tomllib.TOMLDecodeError as exc:
+        msg = f"{path}: not valid TOML: {exc}"
+        raise ModelError(msg) from exc
+    try:
+        return Manifest.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        msg = f"{path}: {problems}"
+        raise ModelError(msg) from exc
+
+
+def load_bundle(name_or_path: str) -> Bundle:
+    root = resolve(name_or_path)
+    manifest = read_manifest(root / "manifest.toml")
+    network = read_network(root / "model.nir")
+    n_out = network.population(network.output).size
+    if n_out != len(manifest.labels):
+        msg = f"{root}: the output population has {n_out} neurons but the manifest lists {len(manifest.labels)} labels"
+        raise ModelError(msg)
+    return Bundle(root, manifest, network)

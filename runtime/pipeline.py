@@ -1,0 +1,233 @@
+"""One pipeline: source -> encoder -> chip -> readout -> sinks, plus telemetry.
+
+Stages are asyncio tasks joined by bounded queues. Encoding and the chip kernel are pure
+CPU work (numba, GIL released) and run in the pipeline's own worker thread, so the event
+loop stays free for sources, sinks and other pipelines. Encoder and chip share one
+executor call per group of blocks: a thread hop per block would cost more than the work
+at ``--speed max``.
+
+Stopping: ``stop()`` cancels the source; every downstream stage drains what is queued,
+the readout decides what it has, and ``run()`` returns. Nothing queued is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol
+
+from runtime.chips.crossbar import ChipResult, CrossbarChip
+from runtime.contract import Classification, Window, utc_now
+from runtime.readout import Decision, Readout
+from runtime.sinks.base import Sink
+from runtime.telemetry import TelemetryRecorder
+from sensors.blocks import EndOfStream, SampleBlock, SpikeBatch
+
+log = logging.getLogger(__name__)
+
+_MAX_GROUP = 32
+
+
+class Encoder(Protocol):
+    def encode(self, block: SampleBlock) -> SpikeBatch: ...
+    def reset(self) -> None: ...
+
+
+Item = SampleBlock | EndOfStream
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineInfo:
+    name: str
+    device: str
+    model: str
+    """'name@version'."""
+    chip: str
+    labels: Sequence[str]
+    source: str
+
+
+OnDecision = Callable[[Decision, Classification | None], None]
+
+
+class Pipeline:
+    def __init__(
+        self,
+        info: PipelineInfo,
+        source: AsyncIterator[Item],
+        encoder: Encoder,
+        chip: CrossbarChip,
+        readout: Readout,
+        sinks: Sequence[Sink],
+        *,
+        telemetry_interval_s: float = 5.0,
+        queue_blocks: int = 64,
+        on_decision: OnDecision | None = None,
+    ) -> None:
+        self.info = info
+        self.source = source
+        self.encoder = encoder
+        self.chip = chip
+        self.readout = readout
+        self.sinks = list(sinks)
+        self.telemetry = TelemetryRecorder(info.device, info.name, chip.compiled.latency_us / 1000)
+        self.telemetry_interval_s = telemetry_interval_s
+        self.on_decision = on_decision
+        self._q_in: asyncio.Queue[Item | None] = asyncio.Queue(queue_blocks)
+        self._q_out: asyncio.Queue[tuple[str, ChipResult, int] | EndOfStream | None] = asyncio.Queue(queue_blocks)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"chip-{info.name}")
+        self._producer: asyncio.Task[None] | None = None
+        self._seq = 0
+        self._stream = ""
+        self.error: BaseException | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until the source ends or ``stop()``; raises the first stage error."""
+        self._producer = asyncio.create_task(self._produce(), name=f"{self.info.name}-source")
+        telemetry = asyncio.create_task(self._telemetry_loop(), name=f"{self.info.name}-telemetry")
+        try:
+            await asyncio.gather(self._producer, self._compute(), self._decide())
+        except BaseException as exc:
+            self.error = exc
+            self._producer.cancel()
+            raise
+        finally:
+            telemetry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await telemetry
+            self._emit_telemetry()  # the last partial interval is reported too
+            self._executor.shutdown(wait=False)
+
+    def stop(self) -> None:
+        if self._producer is not None:
+            self._producer.cancel()
+
+    # -- stages ------------------------------------------------------------------------
+
+    async def _produce(self) -> None:
+        try:
+            start = getattr(self.source, "start", None)
+            if start is not None:
+                await start()  # live devices open here, inside the pipeline's lifetime
+            async for item in self.source:
+                await self._q_in.put(item)
+        except asyncio.CancelledError:
+            pass  # stop(): end of input, downstream drains
+        finally:
+            close = getattr(self.source, "close", None)
+            if close is not None:
+                res = close()
+                if asyncio.iscoroutine(res):
+                    await res
+            await self._q_in.put(None)
+
+    async def _compute(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            group = [await self._q_in.get()]
+            # Take what is already queued: one thread hop for many blocks at --speed max.
+            while len(group) < _MAX_GROUP and not self._q_in.empty() and group[-1] is not None:
+                group.append(self._q_in.get_nowait())
+            results = await loop.run_in_executor(self._executor, self._process, group)
+            for res in results:
+                await self._q_out.put(res)
+            if group[-1] is None:
+                return
+
+    def _process(self, group: list[Item | None]) -> list[tuple[str, ChipResult, int] | EndOfStream | None]:
+        """Worker thread: encode and run the chip for a group of items, in order."""
+        out: list[tuple[str, ChipResult, int] | EndOfStream | None] = []
+        for item in group:
+            if isinstance(item, SampleBlock):
+                batch = self.encoder.encode(item)
+                out.append((item.stream, self.chip.run(batch), item.captured_ns))
+            else:
+                # End of a stream (or of all input): fresh state for whatever comes next.
+                self.encoder.reset()
+                self.chip.reset()
+                out.append(item)
+        return out
+
+    async def _decide(self) -> None:
+        while True:
+            item = await self._q_out.get()
+            if item is None:
+                for d in self.readout.end_of_stream(self._stream, None):
+                    self._publish(d)
+                return
+            if isinstance(item, EndOfStream):
+                for d in self.readout.end_of_stream(item.stream, item.label):
+                    self._publish(d)
+                continue
+            stream, result, captured_ns = item
+            self._stream = stream
+            self.telemetry.add_chip(result.stats)
+            for d in self.readout.push(stream, result, captured_ns):
+                self._publish(d)
+
+    async def _telemetry_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.telemetry_interval_s)
+            self._emit_telemetry()
+
+    # -- output ------------------------------------------------------------------------
+
+    def _publish(self, d: Decision) -> None:
+        now_ns = time.monotonic_ns()
+        host_ms = (now_ns - d.captured_ns) / 1e6 if d.captured_ns else 0.0
+        self.telemetry.add_decision(d.gated, None if d.gated else host_ms)
+        payload: Classification | None = None
+        if not d.gated:
+            self._seq += 1
+            labels = self.info.labels
+            now = utc_now()
+            payload = Classification(
+                device=self.info.device,
+                pipeline=self.info.name,
+                seq=self._seq,
+                timestamp=now,
+                label=labels[d.label_index],
+                score=min(1.0, max(0.0, d.score)),
+                scores={lab: float(s) for lab, s in zip(labels, d.scores, strict=True)},
+                window=Window(stream=d.stream, start_us=d.start_us, end_us=d.end_us),
+                captured_at=now - timedelta(milliseconds=host_ms),
+                model=self.info.model,
+                chip=self.info.chip,
+                chip_latency_ms=self.chip.compiled.latency_us / 1000,
+                host_latency_ms=host_ms,
+                energy_uj=d.energy_uj,
+                truth=d.truth,
+            )
+            for sink in self.sinks:
+                sink.offer(payload)
+        if self.on_decision is not None:
+            self.on_decision(d, payload)
+
+    def queue_depths(self) -> dict[str, int]:
+        depths = {"source_to_chip": self._q_in.qsize(), "chip_to_readout": self._q_out.qsize()}
+        for sink in self.sinks:
+            depths[f"sink_{sink.name}"] = sink.stats().queued
+        return depths
+
+    def drops(self) -> dict[str, int]:
+        drops = {
+            "source_blocks": int(getattr(self.source, "dropped_blocks", 0)),
+            "device_overflows": int(getattr(self.source, "overflows", 0)),
+            "readout_short_bursts": self.readout.ignored_bursts,
+        }
+        for sink in self.sinks:
+            drops[f"sink_{sink.name}"] = sink.stats().dropped
+        return drops
+
+    def _emit_telemetry(self) -> None:
+        snap = self.telemetry.snapshot(self.queue_depths(), self.drops())
+        for sink in self.sinks:
+            sink.offer(snap)

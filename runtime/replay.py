@@ -1,0 +1,171 @@
+"""``spikewire replay``: the daemon's pipeline fed from files, scored against labels.
+
+Replay is lossless and deterministic: the file source never drops, every stream starts
+from a reset chip, and the same files, model, chip and seed give the same decisions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from runtime.build import build_pipeline, read_labels
+from runtime.config import AudioFileSourceConfig, MqttConfig, PipelineConfig, ReadoutConfig
+from runtime.contract import Classification, PipelineInfo, Status, utc_now
+from runtime.readout import Decision
+from runtime.sinks.base import Sink
+from runtime.telemetry import percentiles
+
+
+@dataclass
+class ReplayOptions:
+    paths: Sequence[Path]
+    model: str
+    chip: str | None = None
+    speed: float | Literal["max"] = "max"
+    mqtt_url: str | None = None
+    labels_csv: Path | None = None
+    label_column: str = "label"
+    mismatch: bool | None = None
+    seed: int = 0
+    readout_mode: Literal["auto", "stream", "utterance", "window"] = "auto"
+    block_ms: float | None = None
+    device: str = "replay"
+    progress: bool = False
+    sinks: list[Sink] = field(default_factory=list)
+
+
+@dataclass
+class _Tally:
+    decisions: int = 0
+    scored: int = 0
+    correct: int = 0
+    energy_uj: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)
+    confusion: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+
+def _progress(n_done: int, n_files: int, t0: float) -> None:
+    rate = n_done / max(time.monotonic() - t0, 1e-9)
+    sys.stderr.write(f"\r  {n_done}/{n_files} decisions, {rate:.0f}/s ")
+    sys.stderr.flush()
+
+
+async def replay(opts: ReplayOptions) -> dict[str, Any]:
+    labels = read_labels(opts.labels_csv, opts.label_column) if opts.labels_csv else None
+    block_ms = opts.block_ms or (100.0 if opts.speed == "max" else 20.0)
+    cfg = PipelineConfig(
+        name="replay",
+        source=AudioFileSourceConfig(paths=list(opts.paths), speed=opts.speed, block_ms=block_ms),
+        model=opts.model,
+        chip=opts.chip,
+        mismatch=opts.mismatch,
+        seed=opts.seed,
+        readout=ReadoutConfig(mode=opts.readout_mode),
+        telemetry_interval_s=5.0,
+    )
+    sinks: list[Sink] = list(opts.sinks)
+    if opts.mqtt_url:
+        from runtime.mqtt.sink import MqttSink
+
+        sinks.append(MqttSink(MqttConfig(url=opts.mqtt_url), opts.device))
+    tally = _Tally()
+    t0 = time.monotonic()
+
+    def on_decision(d: Decision, payload: Classification | None) -> None:
+        tally.decisions += 1
+        tally.energy_uj += d.energy_uj
+        if payload is not None:
+            tally.latencies_ms.append(payload.host_latency_ms)
+        if d.truth is not None:
+            predicted = pipeline.info.labels[d.label_index]
+            tally.scored += 1
+            tally.correct += int(predicted == d.truth)
+            tally.confusion[(d.truth, predicted)] += 1
+        if opts.progress:
+            _progress(tally.decisions, source.n_files, t0)
+
+    pipeline = build_pipeline(cfg, opts.device, sinks, labels=labels, on_error="skip", on_decision=on_decision)
+    source: Any = pipeline.source
+    status = Status(
+        device=opts.device,
+        version=_version(),
+        started_at=utc_now(),
+        pipelines=[
+            PipelineInfo(
+                name=pipeline.info.name,
+                source=pipeline.info.source,
+                model=pipeline.info.model,
+                chip=pipeline.info.chip,
+                labels=list(pipeline.info.labels),
+            )
+        ],
+    )
+    for sink in sinks:
+        await sink.start(status)
+    try:
+        await pipeline.run()
+    finally:
+        for sink in sinks:
+            await sink.close(drain_timeout_s=30.0)
+    wall_s = time.monotonic() - t0
+    if opts.progress:
+        sys.stderr.write("\n")
+    return _summary(pipeline, source, tally, wall_s, labels is not None, sinks)
+
+
+def _summary(
+    pipeline: Any, source: Any, tally: _Tally, wall_s: float, labelled: bool, sinks: list[Sink]
+) -> dict[str, Any]:
+    total = pipeline.telemetry.total
+    stream_s = total.stream_us / 1e6
+    lat = percentiles(tally.latencies_ms)
+    per_class: dict[str, dict[str, float | int | None]] = {}
+    if labelled:
+        for lab in pipeline.info.labels:
+            n = sum(v for (t, _), v in tally.confusion.items() if t == lab)
+            hit = tally.confusion[(lab, lab)]
+            predicted = sum(v for (_, p), v in tally.confusion.items() if p == lab)
+            per_class[lab] = {
+                "n": n,
+                "sensitivity": hit / n if n else None,
+                "ppv": hit / predicted if predicted else None,
+            }
+    return {
+        "model": pipeline.info.model,
+        "chip": pipeline.info.chip,
+        "mismatch": pipeline.chip.compiled.report.mismatch,
+        "files": int(source.n_files) - int(source.skipped_files),
+        "skipped_files": int(source.skipped_files),
+        "errors": [str(e) for e in source.errors],
+        "decisions": tally.decisions,
+        "scored": tally.scored,
+        "accuracy": tally.correct / tally.scored if labelled and tally.scored else None,
+        "per_class": per_class or None,
+        "confusion": {f"{t}->{p}": n for (t, p), n in sorted(tally.confusion.items())} or None,
+        "stream_s": stream_s,
+        "wall_s": wall_s,
+        "rtf": stream_s / wall_s if wall_s > 0 else None,
+        "latency_ms": {"p50": lat.p50, "p95": lat.p95, "p99": lat.p99},
+        "energy_uj_per_decision": tally.energy_uj / tally.decisions if tally.decisions else None,
+        "power_mw_mean": total.energy_uj / stream_s * 1e-3 if stream_s > 0 else None,
+        "sops_per_s": total.sops / stream_s if stream_s > 0 else None,
+        "spikes_per_s": total.spikes / stream_s if stream_s > 0 else None,
+        "sinks": {s.name: {"delivered": s.stats().delivered, "dropped": s.stats().dropped} for s in sinks},
+    }
+
+
+def _version() -> str:
+    from runtime import __version__
+
+    return __version__
+
+
+def run_replay(opts: ReplayOptions) -> dict[str, Any]:
+    return asyncio.run(replay(opts))
