@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -270,7 +271,7 @@ def _cmd_devices(args: argparse.Namespace) -> int:
 
     devices = list_input_devices()
     if args.json:
-        print(json.dumps([d.__dict__ if hasattr(d, "__dict__") else d._asdict() for d in devices], default=str))
+        print(json.dumps([dataclasses.asdict(d) for d in devices]))
     else:
         if not devices:
             print("no input devices")

@@ -15,6 +15,7 @@ import signal
 import socket
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from runtime import __version__
 from runtime.build import build_pipeline
@@ -80,6 +81,10 @@ async def run_daemon(settings: Settings, *, demo: bool = False, duration_s: floa
 
         embedded = EmbeddedBroker()
         await embedded.start("127.0.0.1", 1883)
+        # amqtt speaks MQTT 3.1.1 only (an MQTT 5 CONNECT with a Will goes unanswered).
+        settings = settings.model_copy(
+            update={"mqtt": settings.mqtt.model_copy(update={"protocol": EmbeddedBroker.protocol})}
+        )
         log.info("no broker on 127.0.0.1:1883: started the embedded demo broker there")
     if not settings.pipelines:
         log.error("the configuration has no pipelines")
@@ -106,8 +111,9 @@ async def run_daemon(settings: Settings, *, demo: bool = False, duration_s: floa
         loop.add_signal_handler(sig, stop.set)
     tasks = [asyncio.create_task(_guarded(p), name=p.info.name) for p in pipelines]
     stopper = asyncio.create_task(_stop_when(stop, duration_s))
-    all_done = asyncio.gather(*tasks)
-    await asyncio.wait([stopper, all_done], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[list-item]
+    all_done: asyncio.Future[list[bool]] = asyncio.gather(*tasks)
+    waiters: list[asyncio.Future[Any]] = [stopper, all_done]
+    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     log.info("stopping: draining %d pipeline(s)", len(pipelines))
     for p in pipelines:
         p.stop()

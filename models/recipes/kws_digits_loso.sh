@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Leave-one-speaker-out folds plus the shipped model (trained on all four speakers).
-# Two queues, one torch thread each, for a 2-core machine. About 20 min per run there.
+# Two queues, one torch thread each, for a 2-core machine. About 15-25 min per run there.
 #   bash models/recipes/kws_digits_loso.sh ../shared/data/audio/fsdd /tmp/kws
 set -euo pipefail
 data=${1:?FSDD folder}
 out=${2:?output folder}
-epochs=${EPOCHS:-30}
+epochs=${EPOCHS:-18}
 mkdir -p "$out"
 run() { python -m models.recipes.kws_digits --data "$data" --epochs "$epochs" "$@"; }
 (

@@ -1,0 +1,363 @@
+"""Live microphone capture through PortAudio (``sounddevice``), as an async iterator of blocks.
+
+``sounddevice`` is imported only when a device is used: without the PortAudio library
+its import raises OSError, and everything else in ``sensors`` must work without it.
+
+Threading: PortAudio calls ``CaptureCallback`` on its own thread. The callback never
+blocks: it copies the block (PortAudio reuses its buffer) and hands it to the event
+loop with ``call_soon_threadsafe``. On the loop thread ``CaptureQueue`` keeps at most
+``queue_blocks`` blocks; when the pipeline falls behind, the oldest block is dropped
+and counted, so latency stays bounded and drops are never silent.
+
+Stream time counts captured samples, so dropped blocks leave a gap in ``first_sample``
+and ``t0_us`` (the encoder splices over it). Samples PortAudio itself lost (an
+``input_overflow``) cannot be counted and are only flagged in ``overflows``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from types import ModuleType, TracebackType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from sensors.audio.resample import StreamingResampler, rate_ratio, sample_time_us
+from sensors.blocks import EndOfStream, SampleBlock
+
+log = logging.getLogger(__name__)
+
+
+class DeviceError(RuntimeError):
+    """The audio device or the PortAudio library is missing or refuses the settings."""
+
+
+def _import_sounddevice() -> ModuleType:
+    try:
+        return importlib.import_module("sounddevice")
+    except OSError as exc:
+        msg = (
+            "microphone capture needs the PortAudio library, which was not found "
+            f"({exc}); install it, e.g. `apt-get install libportaudio2`"
+        )
+        raise DeviceError(msg) from exc
+    except ImportError as exc:
+        msg = f"microphone capture needs the Python package sounddevice: {exc}"
+        raise DeviceError(msg) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class InputDevice:
+    index: int
+    name: str
+    hostapi: str
+    max_input_channels: int
+    default_rate_hz: float
+
+
+def list_input_devices() -> list[InputDevice]:
+    """Devices that can capture, for ``spikewire devices``."""
+    sd = _import_sounddevice()
+    try:
+        hostapis = [str(api["name"]) for api in sd.query_hostapis()]
+        devices = list(sd.query_devices())
+    except sd.PortAudioError as exc:
+        msg = f"cannot list audio devices: {exc}"
+        raise DeviceError(msg) from exc
+    return [
+        InputDevice(
+            index=int(dev["index"]),
+            name=str(dev["name"]),
+            hostapi=hostapis[int(dev["hostapi"])] if int(dev["hostapi"]) < len(hostapis) else "?",
+            max_input_channels=int(dev["max_input_channels"]),
+            default_rate_hz=float(dev["default_samplerate"]),
+        )
+        for dev in devices
+        if int(dev["max_input_channels"]) > 0
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Captured:
+    """One block as the callback saw it, at the capture rate."""
+
+    data: npt.NDArray[np.float32]
+    """Mono samples, shape ``(n,)``."""
+    captured_ns: int
+    first_sample: int
+    """Index of the first sample among all samples the callback received."""
+
+
+class CaptureQueue:
+    """Bounded queue on the loop thread: when full, the oldest block is dropped and counted."""
+
+    def __init__(self, max_blocks: int) -> None:
+        if max_blocks < 1:
+            msg = f"queue needs room for at least one block, got {max_blocks}"
+            raise ValueError(msg)
+        self._items: deque[Captured] = deque()
+        self._max = max_blocks
+        self._closed = False
+        self._wakeup = asyncio.Event()
+        self.dropped_blocks = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def put(self, item: Captured) -> None:
+        """Loop thread only (the callback reaches it through ``call_soon_threadsafe``)."""
+        if self._closed:
+            return
+        if len(self._items) >= self._max:
+            self._items.popleft()
+            self.dropped_blocks += 1
+        self._items.append(item)
+        self._wakeup.set()
+
+    def close(self) -> None:
+        """No more blocks; ``get`` returns what is left, then None."""
+        self._closed = True
+        self._wakeup.set()
+
+    async def get(self) -> Captured | None:
+        while not self._items:
+            if self._closed:
+                return None
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        return self._items.popleft()
+
+
+class CaptureCallback:
+    """The PortAudio callback: runs on the driver thread and must never block."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, queue: CaptureQueue, channel: int) -> None:
+        self._loop = loop
+        self._queue = queue
+        self._channel = channel
+        self._next_sample = 0
+        self.overflows = 0
+        self.blocks = 0
+
+    def __call__(self, indata: npt.NDArray[np.float32], frames: int, time_info: Any, status: Any) -> None:
+        captured_ns = time.monotonic_ns()
+        if getattr(status, "input_overflow", False):
+            self.overflows += 1  # only this thread writes it; readers tolerate a stale value
+        item = Captured(np.array(indata[:frames, self._channel], dtype=np.float32), captured_ns, self._next_sample)
+        self._next_sample += frames
+        self.blocks += 1
+        # A closed loop means shutdown: the block has nowhere to go.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._queue.put, item)
+
+
+class MicrophoneSource:
+    """Async iterator of ``SampleBlock``s at ``rate_hz`` from a PortAudio input device.
+
+    Use as ``async with MicrophoneSource(...) as mic: async for block in mic: ...``, or
+    iterate directly (the stream opens on the first block) and call ``close()``. After
+    ``close()`` the iterator yields what is queued, one ``EndOfStream``, and stops.
+    """
+
+    def __init__(
+        self,
+        device: str | int | None = None,
+        rate_hz: float = 8000.0,
+        capture_rate_hz: float | None = None,
+        block_ms: float = 20.0,
+        queue_blocks: int = 50,
+        channel: int = 0,
+    ) -> None:
+        if rate_hz <= 0 or (capture_rate_hz is not None and capture_rate_hz <= 0):
+            msg = f"rates must be positive, got rate_hz={rate_hz}, capture_rate_hz={capture_rate_hz}"
+            raise ValueError(msg)
+        if block_ms <= 0:
+            msg = f"block_ms must be positive, got {block_ms}"
+            raise ValueError(msg)
+        if channel < 0:
+            msg = f"channel must be >= 0, got {channel}"
+            raise ValueError(msg)
+        self.device = device
+        self.rate_hz = float(rate_hz)
+        self.capture_rate_hz = capture_rate_hz
+        """The rate asked for; after ``start()`` the rate actually captured."""
+        self.block_ms = float(block_ms)
+        self.channel = channel
+        self.stream_name = f"mic:{device if device is not None else 'default'}"
+        self._queue = CaptureQueue(queue_blocks)
+        self._callback: CaptureCallback | None = None
+        self._stream: Any = None
+        self._resampler: StreamingResampler | None = None
+        self._ratio = (1, 1)
+        self._expected = 0  # next capture-rate sample index if nothing was dropped
+        self._out_pos = 0  # next output-rate sample index
+        self._done = False
+        self._eos_sent = False
+
+    @property
+    def dropped_blocks(self) -> int:
+        return self._queue.dropped_blocks
+
+    @property
+    def overflows(self) -> int:
+        return self._callback.overflows if self._callback is not None else 0
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    async def start(self) -> None:
+        """Open the device and start capturing; a ``DeviceError`` says what is wrong."""
+        if self._stream is not None or self._done:
+            return
+        sd = _import_sounddevice()
+        channels = self.channel + 1
+        try:
+            info = sd.query_devices(self.device, "input")
+        except (ValueError, sd.PortAudioError) as exc:
+            msg = f"{self.stream_name}: no such input device ({exc}); see `spikewire devices`"
+            raise DeviceError(msg) from exc
+        self.stream_name = f"mic:{info['name']}"
+        if int(info["max_input_channels"]) < channels:
+            n_in = info["max_input_channels"]
+            msg = f"{self.stream_name}: channel {self.channel} requested, device has {n_in} input channel(s)"
+            raise DeviceError(msg)
+        rate = self._negotiate_rate(sd, channels, float(info["default_samplerate"]))
+        self.capture_rate_hz = rate
+        if rate != self.rate_hz:
+            self._resampler = StreamingResampler(rate, self.rate_hz, 1)
+            self._ratio = rate_ratio(rate, self.rate_hz)
+        self._callback = CaptureCallback(asyncio.get_running_loop(), self._queue, self.channel)
+        loop = asyncio.get_running_loop()
+        try:
+            self._stream = sd.InputStream(
+                samplerate=rate,
+                blocksize=max(1, round(rate * self.block_ms / 1000.0)),
+                device=self.device,
+                channels=channels,
+                dtype="float32",
+                callback=self._callback,
+                finished_callback=lambda: _call_soon(loop, self._queue.close),
+            )
+            self._stream.start()
+        except sd.PortAudioError as exc:
+            msg = f"{self.stream_name}: cannot start capture at {rate:g} Hz: {exc}"
+            raise DeviceError(msg) from exc
+
+    def _negotiate_rate(self, sd: ModuleType, channels: int, default_rate: float) -> float:
+        def accepts(rate: float) -> str | None:
+            try:
+                sd.check_input_settings(device=self.device, channels=channels, dtype="float32", samplerate=rate)
+            except (ValueError, sd.PortAudioError) as exc:
+                return str(exc)
+            return None
+
+        if self.capture_rate_hz is not None:
+            problem = accepts(self.capture_rate_hz)
+            if problem is not None:
+                msg = f"{self.stream_name}: refuses capture at {self.capture_rate_hz:g} Hz: {problem}"
+                raise DeviceError(msg)
+            rate = float(self.capture_rate_hz)
+        elif accepts(self.rate_hz) is None:
+            rate = self.rate_hz
+        else:
+            problem = accepts(default_rate)
+            if problem is not None:
+                msg = (
+                    f"{self.stream_name}: refuses both {self.rate_hz:g} Hz and its default "
+                    f"{default_rate:g} Hz: {problem}"
+                )
+                raise DeviceError(msg)
+            rate = default_rate
+        if rate == self.rate_hz:
+            log.info("%s: capturing at %g Hz", self.stream_name, rate)
+        else:
+            log.info("%s: capturing at %g Hz, resampled to %g Hz", self.stream_name, rate, self.rate_hz)
+        return rate
+
+    def close(self) -> None:
+        """Stop capturing; the iterator drains the queue and ends with an EndOfStream."""
+        stream, self._stream = self._stream, None
+        self._done = True
+        if stream is not None:
+            try:
+                stream.stop()
+                stream.close()
+            except Exception as exc:  # the device may already be gone; closing must not fail
+                log.warning("%s: error while closing: %s", self.stream_name, exc)
+        self._queue.close()
+
+    async def __aenter__(self) -> MicrophoneSource:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __aiter__(self) -> MicrophoneSource:
+        return self
+
+    async def __anext__(self) -> SampleBlock | EndOfStream:
+        if self._stream is None and not self._done:
+            await self.start()
+        while True:
+            item = await self._queue.get()
+            if item is None:
+                return self._finish()
+            block = self._convert(item)
+            if block is not None:
+                return block
+
+    def _convert(self, item: Captured) -> SampleBlock | None:
+        if item.first_sample != self._expected:
+            # Blocks were dropped: restart the resampler after the gap (its history is
+            # from before it) and jump the output clock to the first sample after it.
+            up, down = self._ratio
+            self._out_pos = item.first_sample * up // down
+            if self._resampler is not None:
+                self._resampler.reset()
+        self._expected = item.first_sample + item.data.shape[0]
+        data = item.data[:, None]
+        if self._resampler is not None:
+            data = self._resampler.process(data)
+        return self._block(data, item.captured_ns)
+
+    def _block(self, data: npt.NDArray[np.float32], captured_ns: int) -> SampleBlock | None:
+        if data.shape[0] == 0:
+            return None
+        first = self._out_pos
+        self._out_pos += data.shape[0]
+        return SampleBlock(
+            self.stream_name, sample_time_us(first, self.rate_hz), self.rate_hz, data, captured_ns, first
+        )
+
+    def _finish(self) -> SampleBlock | EndOfStream:
+        if self._resampler is not None:
+            tail = self._block(self._resampler.flush(), time.monotonic_ns())
+            if tail is not None:
+                return tail
+        if self._eos_sent:
+            raise StopAsyncIteration
+        if not self._done:
+            log.warning("%s: the device stopped delivering audio", self.stream_name)
+        self._eos_sent = True
+        self._done = True
+        return EndOfStream(self.stream_name, sample_time_us(self._out_pos, self.rate_hz), time.monotonic_ns())
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, fn: Any) -> None:
+    with contextlib.suppress(RuntimeError):  # loop already closed
+        loop.call_soon_threadsafe(fn)
