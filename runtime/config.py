@@ -100,7 +100,10 @@ class ReadoutConfig(_Model):
     hop_ms: float = Field(500.0, gt=0, description="Hop between windows for mode=window.")
     min_confidence: float = Field(0.0, ge=0, le=1, description="Decisions below this score are counted, not published.")
     activity_threshold: float = Field(
-        0.15, ge=0, le=1, description="utterance: input spikes per channel per ms that opens an utterance."
+        0.02,
+        ge=0,
+        le=1,
+        description="utterance: input spikes per channel per ms that count as activity (speech ~0.06).",
     )
     silence_ms: float = Field(150.0, gt=0, description="utterance: quiet time that closes an utterance.")
     min_utterance_ms: float = Field(120.0, ge=0, description="utterance: shorter bursts are ignored (counted).")

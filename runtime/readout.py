@@ -38,7 +38,7 @@ class ReadoutSettings:
     window_ms: float = 1000.0
     hop_ms: float = 500.0
     min_confidence: float = 0.0
-    activity_threshold: float = 0.15
+    activity_threshold: float = 0.02
     silence_ms: float = 150.0
     min_utterance_ms: float = 120.0
     max_utterance_ms: float = 2500.0

@@ -7,7 +7,7 @@ from pathlib import Path
 import nir
 import numpy as np
 import pytest
-from tests_models_util import small_network
+from model_util import small_network
 
 from models.network import ModelError
 from models.nir_io import graph_to_network, network_to_graph, read_network, write_network
