@@ -67,6 +67,15 @@ def augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(y, -1, 1)
 
 
+def augment_spikes(dense: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Shift the spectrum by up to one channel (another vocal tract) and drop 10 % of spikes."""
+    shift = int(rng.integers(-1, 2))
+    if shift:
+        dense = np.roll(dense, shift, axis=1)
+        dense[:, 0 if shift > 0 else -1] = 0
+    return dense * (rng.random(dense.shape) > 0.1)
+
+
 def to_ticks(x: np.ndarray, cfg: AudioEncoderConfig) -> np.ndarray:
     """Dense (ticks, channels) spike counts, binned exactly as the chip bins events."""
     t_us, ch = encode_signal(x, cfg)
@@ -119,7 +128,9 @@ def build_model(n_in: int, hidden: int, n_out: int):  # type: ignore[no-untyped-
             self.w_in = nn.Parameter(torch.randn(n_in, hidden) * 0.3)
             self.w_rec = nn.Parameter(torch.randn(hidden, hidden) * 0.03)
             self.w_out = nn.Parameter(torch.randn(hidden, n_out) * 0.1)
-            self.log_temp = nn.Parameter(torch.tensor(-1.0))
+            # Output membranes average ~0.01-0.1: start the softmax temperature there, or the
+            # logits are nearly flat and learning stalls.
+            self.log_temp = nn.Parameter(torch.tensor(-4.0))
             self.quantise = False
 
         def weights(self):  # type: ignore[no-untyped-def]
@@ -198,6 +209,8 @@ def train(items: list[Item], test: list[Item], cfg: AudioEncoderConfig, args: ar
         t0 = time.perf_counter()
         model.quantise = epoch >= args.epochs // 3
         seqs = [to_ticks(augment(it.audio, rng), cfg) for it in items]
+        if args.spike_aug:
+            seqs = [augment_spikes(d, rng) for d in seqs]
         model.train()
         loss_sum, n_spk, n_ticks = 0.0, 0.0, 0.0
         for x, lengths, y in batches(seqs, y_train, args.batch, rng):
@@ -207,6 +220,7 @@ def train(items: list[Item], test: list[Item], cfg: AudioEncoderConfig, args: ar
             loss = loss + args.rate_reg * (torch.relu(rate - 0.05) ** 2).mean()
             opt.zero_grad()
             loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
             opt.step()
             loss_sum += float(loss.detach()) * len(y)
             n_spk += float(counts.detach().sum())
@@ -278,8 +292,10 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=18)
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--lr", type=float, default=5e-3)
     ap.add_argument("--rate-reg", type=float, default=1.0)
+    ap.add_argument("--clip", type=float, default=1.0, help="gradient norm clip")
+    ap.add_argument("--spike-aug", action="store_true", help="channel shift and spike dropout")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     cfg = AudioEncoderConfig()
@@ -295,6 +311,8 @@ def main() -> None:
         "epochs": args.epochs,
         "hidden": args.hidden,
         "seed": args.seed,
+        "lr": args.lr,
+        "spike_aug": args.spike_aug,
         "torch_heldout_accuracy": acc if acc is not None else "n/a",
     }
     export(model, cfg, args.out, args.hidden, meta)

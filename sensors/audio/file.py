@@ -250,6 +250,7 @@ class AudioFileSource:
         self.labels = labels
         self.on_error: OnError = on_error
         self.errors: list[InputError] = []
+        self._resolved_dirs: dict[Path, Path] = {}
         """Errors of skipped files (on_error="skip"), in the order they happened."""
         self.skipped_files = 0
         self.files_done = 0
@@ -277,9 +278,15 @@ class AudioFileSource:
         return self._replay()
 
     def _label(self, path: Path) -> str | None:
-        if not self.labels:
+        if self.labels is None:
             return None
-        return self.labels.get(str(path.resolve()))
+        # Resolving a path costs a syscall per component; files share a few folders, so
+        # resolve each folder once. A file that is itself a symlink falls back to a full resolve.
+        parent = self._resolved_dirs.get(path.parent)
+        if parent is None:
+            parent = self._resolved_dirs[path.parent] = path.parent.resolve()
+        label = self.labels.get(str(parent / path.name))
+        return label if label is not None else self.labels.get(str(path.resolve()))
 
     def _skip(self, exc: InputError) -> None:
         if self.on_error == "raise":
