@@ -33,8 +33,11 @@ class ModelInfo(_Model):
 
 
 class ReadoutSpec(_Model):
-    kind: Literal["membrane_mean", "spike_count"] = Field(
-        description="membrane_mean: mean membrane of each output neuron over the window; spike_count: spikes."
+    kind: Literal["membrane_mean", "membrane_max", "spike_count"] = Field(
+        description=(
+            "membrane_mean / membrane_max: mean / maximum membrane of each output neuron over the window; "
+            "spike_count: its spikes."
+        )
     )
     temperature: float = Field(1.0, gt=0, description="scores = softmax(readout / temperature).")
 

@@ -12,7 +12,8 @@ Pure logic on the chip's per-batch results, no I/O. Windows are built from whole
   ``utterance`` once a stream runs longer (replay of mixed folders).
 
 Scores are ``softmax(r / temperature)`` of the readout ``r``: the mean membrane of each
-output neuron over the window's ticks (``membrane_mean``) or its spike count.
+output neuron over the window's ticks (``membrane_mean``), its maximum (``membrane_max``),
+or its spike count.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ Mode = Literal["stream", "utterance", "window", "auto"]
 @dataclass(frozen=True, slots=True)
 class ReadoutSettings:
     mode: Mode
-    kind: Literal["membrane_mean", "spike_count"]
+    kind: Literal["membrane_mean", "membrane_max", "spike_count"]
     temperature: float
     n_inputs: int
     window_ms: float = 1000.0
@@ -67,6 +68,7 @@ class _Acc:
     start_us: int
     end_us: int
     v_sum: npt.NDArray[np.float64]
+    v_max: npt.NDArray[np.float64]
     counts: npt.NDArray[np.float64]
     ticks: int = 0
     energy_uj: float = 0.0
@@ -76,6 +78,7 @@ class _Acc:
         s = r.stats
         self.end_us = s.t_end_us
         self.v_sum += s.readout_v_sum
+        np.maximum(self.v_max, s.readout_v_max, out=self.v_max)
         if len(r.spike_ch):
             self.counts += np.bincount(r.spike_ch, minlength=len(self.counts))
         self.ticks += s.ticks
@@ -91,7 +94,7 @@ class Readout:
         self._reset_stream()
 
     def _new_acc(self, t_us: int) -> _Acc:
-        return _Acc(t_us, t_us, np.zeros(self.n_outputs), np.zeros(self.n_outputs))
+        return _Acc(t_us, t_us, np.zeros(self.n_outputs), np.full(self.n_outputs, -np.inf), np.zeros(self.n_outputs))
 
     def _reset_stream(self) -> None:
         self._stream_acc: _Acc | None = None
@@ -170,6 +173,7 @@ class Readout:
             total = self._new_acc(self._recent[0][1].start_us)
             for _, part in self._recent:
                 total.v_sum += part.v_sum
+                np.maximum(total.v_max, part.v_max, out=total.v_max)
                 total.counts += part.counts
                 total.ticks += part.ticks
                 total.energy_uj += part.energy_uj
@@ -180,7 +184,12 @@ class Readout:
         return out
 
     def _decide(self, stream: str, acc: _Acc, truth: str | None) -> Decision:
-        r = acc.v_sum / max(acc.ticks, 1) if self.s.kind == "membrane_mean" else acc.counts
+        if self.s.kind == "membrane_mean":
+            r = acc.v_sum / max(acc.ticks, 1)
+        elif self.s.kind == "membrane_max":
+            r = acc.v_max
+        else:
+            r = acc.counts
         z = r / self.s.temperature
         e = np.exp(z - z.max())
         scores = e / e.sum()

@@ -71,7 +71,9 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
         load_settings(write(tmp_path, GOOD))
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "deploy" / "examples").glob("*.toml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).parents[1] / "deploy" / "examples").glob("*.toml")), ids=lambda p: p.name
+)
 def test_shipped_examples_validate(path: Path) -> None:
     s = load_settings(path)
     assert s.pipelines and s.mqtt is not None

@@ -25,6 +25,7 @@ def result(t0_ms: int, t1_ms: int, v: list[float], events_per_ms: float, energy_
         static_energy_uj=energy_uj,
         latency_us=800.0,
         readout_v_sum=np.asarray(v, float) * ticks,
+        readout_v_max=np.asarray(v, float),
     )
     return ChipResult(np.empty(0, np.int64), np.empty(0, np.int32), stats)
 
@@ -107,3 +108,13 @@ def test_auto_switches_to_utterances_for_long_streams() -> None:
     short = Readout(settings("auto", max_utterance_ms=1000), 2)
     short.push("s.wav", result(0, 400, [1, 0], 0.4), 1)
     assert len(short.end_of_stream("s.wav", "0")) == 1
+
+
+def test_membrane_max_takes_the_peak_over_batches() -> None:
+    s = ReadoutSettings(mode="stream", kind="membrane_max", temperature=1.0, n_inputs=N_IN)
+    r = Readout(s, 2)
+    r.push("a", result(0, 20, [0.2, 0.9], 0.3), 1)
+    r.push("a", result(20, 40, [0.8, 0.1], 0.3), 2)
+    (d,) = r.end_of_stream("a", None)
+    e = np.exp([0.8, 0.9])
+    np.testing.assert_allclose(d.scores, e / e.sum())

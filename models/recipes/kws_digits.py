@@ -18,13 +18,13 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import json
 import math
 import time
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import tomli_w
 
 from models.network import Network, Population, Projection
 from models.nir_io import write_network
@@ -86,7 +86,9 @@ def to_ticks(x: np.ndarray, cfg: AudioEncoderConfig) -> np.ndarray:
     return dense
 
 
-def build_model(n_in: int, hidden: int, n_out: int):  # type: ignore[no-untyped-def]
+def build_model(  # type: ignore[no-untyped-def]
+    n_in: int, hidden: int, n_out: int, init_in: float = 0.3, dropout: float = 0.0, readout: str = "mean"
+):
     import torch
     from torch import nn
 
@@ -122,10 +124,21 @@ def build_model(n_in: int, hidden: int, n_out: int):  # type: ignore[no-untyped-
         w = torch.where(lag >= 0, H[lag.clamp(min=0)], torch.zeros((), dtype=torch.float64))
         return (w / lengths[None, :].double()).float()
 
+    def membrane_max(a_out, mask):  # type: ignore[no-untyped-def]
+        # v[t] = sum_k h[k] a[t - k]: a causal convolution with the readout's impulse response,
+        # truncated where it has decayed below 1e-7 of its peak.
+        T, B, n = a_out.shape
+        k = torch.arange(min(T, 400), dtype=torch.float64)
+        h = ((1 - beta) * (beta ** (k + 1) - alpha ** (k + 1)) / (beta - alpha)).float()
+        x = a_out.permute(1, 2, 0).reshape(B * n, 1, T)
+        v = torch.nn.functional.conv1d(torch.nn.functional.pad(x, (len(h) - 1, 0)), h.flip(0).view(1, 1, -1))
+        v = v.view(B, n, T).permute(2, 0, 1)
+        return torch.where(mask[:, :, None] > 0, v, torch.full_like(v, -1e9)).amax(0)
+
     class KwsSnn(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.w_in = nn.Parameter(torch.randn(n_in, hidden) * 0.3)
+            self.w_in = nn.Parameter(torch.randn(n_in, hidden) * init_in)
             self.w_rec = nn.Parameter(torch.randn(hidden, hidden) * 0.03)
             self.w_out = nn.Parameter(torch.randn(hidden, n_out) * 0.1)
             # Output membranes average ~0.01-0.1: start the softmax temperature there, or the
@@ -151,6 +164,9 @@ def build_model(n_in: int, hidden: int, n_out: int):  # type: ignore[no-untyped-
                 v = beta * v + (1 - beta) * cur
                 s = Spike.apply(v - 1.0)
                 v = v * (1 - s.detach())
+                if self.training and dropout > 0:
+                    # Drop a spike's effect downstream only; the neuron itself did fire and reset.
+                    s = s * (torch.rand_like(s) > dropout) / (1 - dropout)
                 spikes.append(s)
             S = torch.stack(spikes)
             mask = (torch.arange(T)[:, None] < lengths[None, :]).float()
@@ -158,7 +174,10 @@ def build_model(n_in: int, hidden: int, n_out: int):  # type: ignore[no-untyped-
             a_out = torch.cat([torch.zeros(1, B, n_out), S[:-1] @ w_out])
             # The readout is linear and time-invariant, so its mean membrane over the first
             # L ticks is a weighted sum of its inputs (exactly what a T-step loop computes).
-            return torch.einsum("tb,tbo->bo", readout_weights(T, lengths), a_out), (S * mask[:, :, None]).sum(0)
+            counts = (S * mask[:, :, None]).sum(0)
+            if readout == "max":
+                return membrane_max(a_out, mask), counts
+            return torch.einsum("tb,tbo->bo", readout_weights(T, lengths), a_out), counts
 
     return KwsSnn()
 
@@ -199,7 +218,7 @@ def train(items: list[Item], test: list[Item], cfg: AudioEncoderConfig, args: ar
     torch.manual_seed(args.seed)
     torch.set_num_threads(1)
     rng = np.random.default_rng(args.seed)
-    model = build_model(cfg.n_channels, args.hidden, len(LABELS))
+    model = build_model(cfg.n_channels, args.hidden, len(LABELS), args.init_in, args.dropout, args.readout)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.epochs)
     y_train = np.array([it.label for it in items])
@@ -257,31 +276,24 @@ def export(model, cfg: AudioEncoderConfig, out: Path, hidden: int, meta: dict) -
     )
     out.mkdir(parents=True, exist_ok=True)
     write_network(net, out / "model.nir")
-    temp = float(model.log_temp.exp())
-    enc = dataclasses.asdict(cfg)
-    lines = [
-        f"labels = {json.dumps(LABELS)}",
-        "",
-        "[model]",
-        'name = "kws-digits"',
-        f'version = "{meta["version"]}"',
-        'description = "Spoken digits 0-9 (English), recurrent CuBa-LIF, membrane readout"',
-        'modality = "audio"',
-        'target_chip = "snp"',
-        'license = "CC-BY-SA-4.0 (trained on FSDD)"',
-        "",
-        "[encoder]",
-        *[f"{k} = {json.dumps(v)}" for k, v in enc.items() if v is not None],
-        "",
-        "[readout]",
-        'kind = "membrane_mean"',
-        f"temperature = {temp:.6g}",
-        "",
-        "[training]",
-        *[f"{k} = {json.dumps(v)}" for k, v in meta.items()],
-        "",
-    ]
-    (out / "manifest.toml").write_text("\n".join(lines), encoding="utf-8")
+    manifest = {
+        "labels": LABELS,
+        "model": {
+            "name": "kws-digits",
+            "version": meta["version"],
+            "description": "Spoken digits 0-9 (English), recurrent CuBa-LIF, membrane readout",
+            "modality": "audio",
+            "target_chip": "snp",
+            "license": "CC-BY-SA-4.0 (trained on FSDD)",
+        },
+        "encoder": {k: v for k, v in dataclasses.asdict(cfg).items() if v is not None},
+        "readout": {
+            "kind": "membrane_max" if meta.get("readout") == "max" else "membrane_mean",
+            "temperature": float(model.log_temp.detach().exp()),
+        },
+        "training": meta,
+    }
+    (out / "manifest.toml").write_text(tomli_w.dumps(manifest), encoding="utf-8")
 
 
 def main() -> None:
@@ -296,6 +308,9 @@ def main() -> None:
     ap.add_argument("--rate-reg", type=float, default=1.0)
     ap.add_argument("--clip", type=float, default=1.0, help="gradient norm clip")
     ap.add_argument("--spike-aug", action="store_true", help="channel shift and spike dropout")
+    ap.add_argument("--init-in", type=float, default=0.3, help="std of the initial input weights")
+    ap.add_argument("--dropout", type=float, default=0.0, help="hidden spike dropout while training")
+    ap.add_argument("--readout", choices=["mean", "max"], default="mean", help="membrane mean or max over the stream")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     cfg = AudioEncoderConfig()
@@ -313,6 +328,9 @@ def main() -> None:
         "seed": args.seed,
         "lr": args.lr,
         "spike_aug": args.spike_aug,
+        "init_in": args.init_in,
+        "dropout": args.dropout,
+        "readout": args.readout,
         "torch_heldout_accuracy": acc if acc is not None else "n/a",
     }
     export(model, cfg, args.out, args.hidden, meta)

@@ -54,6 +54,8 @@ class ChipStats(NamedTuple):
     latency_us: float
     readout_v_sum: npt.NDArray[np.float64]
     """Sum over the batch's ticks of each readout neuron's membrane."""
+    readout_v_max: npt.NDArray[np.float64]
+    """Maximum over the batch's ticks of each readout neuron's membrane (-inf: no tick)."""
 
 
 class ChipResult(NamedTuple):
@@ -107,7 +109,8 @@ class CrossbarChip:
         c = self.compiled
         C = self.C
         C[C_TICKS : C_INPUT_EVENTS + 1] = 0
-        vsum = np.zeros(self._n_out, np.float64)
+        ro = np.zeros((2, self._n_out), np.float64)
+        ro[1] = -np.inf
         out_t, out_n = _EMPTY_T, _EMPTY_N
         pos = 0
         while True:
@@ -122,7 +125,7 @@ class CrossbarChip:
                 self.S,
                 C,
                 self._out,
-                vsum,
+                ro,
             )
             k = int(C[C_N_REC])
             if k:
@@ -159,6 +162,7 @@ class CrossbarChip:
             static_uj + dynamic_uj,
             static_uj,
             c.latency_us,
-            vsum,
+            ro[0],
+            ro[1],
         )
         return ChipResult(out_t, out_n, stats)

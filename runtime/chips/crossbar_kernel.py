@@ -51,7 +51,7 @@ S_I, S_V, S_A = range(3)
 
 
 @njit(nogil=True, cache=True, inline="always")
-def _tick(W, fanout, P, S, C, out, vsum, spk):  # type: ignore[no-untyped-def]
+def _tick(W, fanout, P, S, C, out, ro, spk):  # type: ignore[no-untyped-def]
     # 1-D row views let LLVM vectorise the per-neuron loops.
     cur, v, acc = S[S_I], S[S_V], S[S_A]
     alpha, beta, gain, leak = P[P_ALPHA], P[P_BETA], P[P_GAIN], P[P_LEAK]
@@ -89,7 +89,10 @@ def _tick(W, fanout, P, S, C, out, vsum, spk):  # type: ignore[no-untyped-def]
             out[1, C[C_N_REC]] = n - C[C_REC_LO]
             C[C_N_REC] += 1
     for k in range(C[C_OUT_HI] - lo):
-        vsum[k] += v[lo + k]
+        vk = v[lo + k]
+        ro[0, k] += vk
+        if vk > ro[1, k]:
+            ro[1, k] = vk
     C[C_SPIKES] += n_spk
     C[C_UPDATES] += n_neurons
     C[C_TICKS] += 1
@@ -110,8 +113,11 @@ def _at_rest(cur, v, rest, eps):  # type: ignore[no-untyped-def]
 
 
 @njit(nogil=True, cache=True)
-def run_crossbar(ev_t, ev_ch, pos, t_end_us, W, fanout, P, S, C, out, vsum):  # type: ignore[no-untyped-def]
+def run_crossbar(ev_t, ev_ch, pos, t_end_us, W, fanout, P, S, C, out, ro):  # type: ignore[no-untyped-def]
     """Advance the chip to ``t_end_us``, consuming events from index ``pos``.
+
+    ``ro`` (float64, (2, n_out)) accumulates each readout neuron's membrane over the ticks
+    run: row 0 the sum, row 1 the maximum (the caller starts it at -inf).
 
     Returns ``(pos, status)``: 0 done; 1 when the spike record buffer cannot take another
     tick (the caller drains ``out[0]`` times and ``out[1]`` neurons (``C[C_N_REC]`` entries), resets the count
@@ -147,11 +153,14 @@ def run_crossbar(ev_t, ev_ch, pos, t_end_us, W, fanout, P, S, C, out, vsum):  # 
             C[C_NEXT_TICK_END] = tick_end + k * tick_us
             C[C_TICKS] += k
             for j in range(n_out):
-                vsum[j] += k * P[P_REST, lo + j]
+                rest = P[P_REST, lo + j]
+                ro[0, j] += k * rest
+                if rest > ro[1, j]:
+                    ro[1, j] = rest
             continue
         if C[C_N_REC] + rec_width > out.shape[1]:
             return pos, 1
-        _tick(W, fanout, P, S, C, out, vsum, spk)
+        _tick(W, fanout, P, S, C, out, ro, spk)
 
 
 def new_state(P: np.ndarray) -> np.ndarray:

@@ -66,14 +66,17 @@ def test_any_chunking_gives_the_same_result(cuts: list[int]) -> None:
     whole = run_whole(CrossbarChip(compiled), t, ch, 800_000)
     chip = CrossbarChip(compiled)
     v_sum = np.zeros(compiled.out_hi - compiled.out_lo)
+    v_max = np.full(compiled.out_hi - compiled.out_lo, -np.inf)
     spikes_t: list[np.ndarray] = []
     sops = 0
     for batch in split(t, ch, net.n_inputs, [0, *sorted(cuts), 800_000]):
         r = chip.run(batch)
         v_sum += r.stats.readout_v_sum
+        v_max = np.maximum(v_max, r.stats.readout_v_max)
         spikes_t.append(r.spike_t_us)
         sops += r.stats.sops
     np.testing.assert_allclose(v_sum, whole.stats.readout_v_sum, rtol=1e-9)
+    np.testing.assert_array_equal(v_max, whole.stats.readout_v_max)
     np.testing.assert_array_equal(np.concatenate(spikes_t), whole.spike_t_us)
     assert sops == whole.stats.sops
 

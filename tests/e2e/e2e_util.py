@@ -11,7 +11,9 @@ from pathlib import Path
 SPIKEWIRE = [sys.executable, "-m", "runtime.cli"]
 
 
-def fsdd_sample(data_dir: Path, per_digit: int, speakers: tuple[str, ...] = ("george", "nicolas", "theo", "yweweler")) -> list[Path]:
+def fsdd_sample(
+    data_dir: Path, per_digit: int, speakers: tuple[str, ...] = ("george", "nicolas", "theo", "yweweler")
+) -> list[Path]:
     """``per_digit`` files of every digit, spread over the speakers, in a fixed order."""
     folder = data_dir / "audio" / "fsdd"
     rows = list(csv.DictReader((folder / "labels.csv").open()))
@@ -24,11 +26,17 @@ def fsdd_sample(data_dir: Path, per_digit: int, speakers: tuple[str, ...] = ("ge
     return chosen
 
 
-def run_cli(*args: str | Path, timeout_s: float = 120.0, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str | Path, timeout_s: float = 120.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([*SPIKEWIRE, *map(str, args)], capture_output=True, text=True, timeout=timeout_s, env=full_env, check=False)
+    return subprocess.run(
+        [*SPIKEWIRE, *map(str, args)], capture_output=True, text=True, timeout=timeout_s, env=full_env, check=False
+    )
 
 
 def popen_cli(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     full_env = {**os.environ, **(env or {})}
-    return subprocess.Popen([*SPIKEWIRE, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env)
+    return subprocess.Popen(
+        [*SPIKEWIRE, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env
+    )

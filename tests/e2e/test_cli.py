@@ -24,7 +24,9 @@ def test_replay_of_a_corrupt_file_names_it_and_exits_3(tmp_path: Path, data_dir:
 
 def test_bad_config_exits_2_naming_the_field(tmp_path: Path) -> None:
     cfg = tmp_path / "bad.toml"
-    cfg.write_text('[[pipelines]]\nname = "x"\nmodel = "kws-digits"\nsource = { kind = "audio_file", paths = ["a.wav"], speeed = 2 }\n')
+    cfg.write_text(
+        '[[pipelines]]\nname = "x"\nmodel = "kws-digits"\nsource = { kind = "audio_file", paths = ["a.wav"], speeed = 2 }\n'
+    )
     res = run_cli("run", cfg)
     assert res.returncode == 2
     assert "pipelines.0.source.audio_file.speeed: Extra inputs are not permitted" in res.stderr
@@ -33,7 +35,11 @@ def test_bad_config_exits_2_naming_the_field(tmp_path: Path) -> None:
 def test_model_that_does_not_fit_exits_4(tmp_path: Path) -> None:
     profile = (Path(__file__).parents[2] / "runtime/chips/profiles/snp.toml").read_text()
     small = tmp_path / "tiny.toml"
-    small.write_text(profile.replace('name = "snp"', 'name = "tiny"').replace("value = 256, source = \"seed datasheet\"", "value = 64, source = \"assumed\""))
+    small.write_text(
+        profile.replace('name = "snp"', 'name = "tiny"').replace(
+            'value = 256, source = "seed datasheet"', 'value = 64, source = "assumed"'
+        )
+    )
     res = run_cli("models", "check", "kws-digits", "--chip", small, "--json")
     assert res.returncode == 4
     out = json.loads(res.stdout)
@@ -62,7 +68,11 @@ def test_replay_is_deterministic(data_dir: Path, tmp_path: Path) -> None:
         sink = JsonlSink(tmp_path / f"{name}.jsonl")
         run_replay(ReplayOptions(paths=files, model="kws-digits", mismatch=mismatch, seed=seed, sinks=[sink]))
         rows = [json.loads(line) for line in sink.path.read_text().splitlines()]
-        return [(r["window"]["stream"], r["label"], r["scores"], r["energy_uj"]) for r in rows if r["schema"].startswith("spikewire.classification")]
+        return [
+            (r["window"]["stream"], r["label"], r["scores"], r["energy_uj"])
+            for r in rows
+            if r["schema"].startswith("spikewire.classification")
+        ]
 
     first = decisions(False, 0, "a")
     assert len(first) == 3

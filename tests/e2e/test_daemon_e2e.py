@@ -68,13 +68,17 @@ async def test_sigterm_drains_and_publishes_offline(mosquitto: Broker, tmp_path:
 async def test_demo_runs_without_a_config(mosquitto: Broker) -> None:
     """`spikewire run` with no file: the project's own recording on kws-digits, published."""
     async with Collector(mosquitto.host, mosquitto.port, "spikewire/demo-host/#") as sub:
-        proc = popen_cli("run", "--duration", "12", env={"SPIKEWIRE_MQTT__URL": mosquitto.url, "SPIKEWIRE_DEVICE": "demo-host"})
+        proc = popen_cli(
+            "run", "--duration", "12", env={"SPIKEWIRE_MQTT__URL": mosquitto.url, "SPIKEWIRE_DEVICE": "demo-host"}
+        )
         try:
             out, err = await asyncio.to_thread(proc.communicate, timeout=60)
         finally:
             proc.kill()
         assert proc.returncode == 0, err
         await sub.wait_for(lambda ms: any(m.text == "offline" for m in ms if m.topic.endswith("availability")))
-    cls = [Classification.model_validate_json(m.payload) for m in sub.messages if m.topic.endswith("/demo/classification")]
+    cls = [
+        Classification.model_validate_json(m.payload) for m in sub.messages if m.topic.endswith("/demo/classification")
+    ]
     assert len(cls) >= 3, "the demo speaks a digit every ~1.4 s"
     assert "demo #1" in out  # the terminal shows decisions too
