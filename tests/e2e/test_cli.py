@@ -25,7 +25,8 @@ def test_replay_of_a_corrupt_file_names_it_and_exits_3(tmp_path: Path, data_dir:
 def test_bad_config_exits_2_naming_the_field(tmp_path: Path) -> None:
     cfg = tmp_path / "bad.toml"
     cfg.write_text(
-        '[[pipelines]]\nname = "x"\nmodel = "kws-digits"\nsource = { kind = "audio_file", paths = ["a.wav"], speeed = 2 }\n'
+        '[[pipelines]]\nname = "x"\nmodel = "kws-digits"\n'
+        'source = { kind = "audio_file", paths = ["a.wav"], speeed = 2 }\n'
     )
     res = run_cli("run", cfg)
     assert res.returncode == 2
