@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from netutil import population, random_network
+from profile_util import SNP_TOML, snp_variant
 
 from models.network import Network, Projection
 from runtime.chips.compile import CompileError, compile_network
@@ -84,22 +85,14 @@ def test_mismatch_is_frozen_per_seed_and_switchable() -> None:
 
 
 def test_user_profile_file(tmp_path: Path) -> None:
-    text = (Path(__file__).parents[2] / "runtime/chips/profiles/snp.toml").read_text()
-    custom = tmp_path / "bigger.toml"
-    custom.write_text(
-        text.replace('name = "snp"', 'name = "snp-xl"').replace(
-            'value = 256, source = "seed datasheet"', 'value = 512, source = "assumed"'
-        )
-    )
-    prof = load_profile(str(custom))
+    prof = load_profile(str(snp_variant(tmp_path, "snp-xl", 512)))
     assert prof.name == "snp-xl" and prof.limits.neurons.value == 512
     assert "snp" in builtin_profiles()
 
 
 def test_bad_profile_names_the_field(tmp_path: Path) -> None:
-    text = (Path(__file__).parents[2] / "runtime/chips/profiles/snp.toml").read_text()
     bad = tmp_path / "bad.toml"
-    bad.write_text(text.replace('source = "paper"', 'source = "rumour"'))
+    bad.write_text(SNP_TOML.read_text().replace('source = "paper"', 'source = "rumour"'))
     with pytest.raises(ConfigError, match=r"(?s)bad\.toml: 1 problem.*energy\.sop_pj\.source: Input should be"):
         load_profile(str(bad))
     with pytest.raises(ConfigError, match="neither a built-in profile"):

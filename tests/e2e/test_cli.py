@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from e2e_util import run_cli
+from profile_util import snp_variant
 
 from runtime.replay import ReplayOptions, run_replay
 from runtime.sinks.local import JsonlSink
@@ -34,13 +35,7 @@ def test_bad_config_exits_2_naming_the_field(tmp_path: Path) -> None:
 
 
 def test_model_that_does_not_fit_exits_4(tmp_path: Path) -> None:
-    profile = (Path(__file__).parents[2] / "runtime/chips/profiles/snp.toml").read_text()
-    small = tmp_path / "tiny.toml"
-    small.write_text(
-        profile.replace('name = "snp"', 'name = "tiny"').replace(
-            'value = 256, source = "seed datasheet"', 'value = 64, source = "assumed"'
-        )
-    )
+    small = snp_variant(tmp_path, "tiny", 64)
     res = run_cli("models", "check", "kws-digits", "--chip", small, "--json")
     assert res.returncode == 4
     out = json.loads(res.stdout)
