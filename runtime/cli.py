@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--data", type=Path, default=None, help="FSDD folder for the pipeline benchmark")
     bn.add_argument("--mqtt", default=None, metavar="URL", help="broker for the pipeline benchmark")
     bn.add_argument("--seconds", type=float, default=60.0, help="W1 stream length")
+    bn.add_argument("--live", type=float, default=20.0, help="seconds of the paced live run (0: skip)")
 
     sb = sub.add_parser("sub", help="pretty-print what a broker carries under the prefix")
     sb.add_argument("url", nargs="?", default="mqtt://127.0.0.1:1883")
@@ -283,7 +284,9 @@ def _cmd_devices(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from runtime.bench import run_bench
 
-    result = run_bench(seconds=args.seconds, data=args.data, mqtt_url=args.mqtt, progress=not args.json)
+    result = run_bench(
+        seconds=args.seconds, data=args.data, mqtt_url=args.mqtt, progress=not args.json, live_s=args.live
+    )
     print(json.dumps(result, indent=None if args.json else 2))
     return EXIT_OK
 
