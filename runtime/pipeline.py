@@ -86,18 +86,30 @@ class Pipeline:
         self._seq = 0
         self._stream = ""
         self.error: BaseException | None = None
+        self._source_error: Exception | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def run(self) -> None:
         """Run until the source ends or ``stop()``; raises the first stage error."""
         self._producer = asyncio.create_task(self._produce(), name=f"{self.info.name}-source")
+        stages = [
+            self._producer,
+            asyncio.create_task(self._compute(), name=f"{self.info.name}-compute"),
+            asyncio.create_task(self._decide(), name=f"{self.info.name}-decide"),
+        ]
         telemetry = asyncio.create_task(self._telemetry_loop(), name=f"{self.info.name}-telemetry")
         try:
-            await asyncio.gather(self._producer, self._compute(), self._decide())
+            await asyncio.gather(*stages)
+            if self._source_error is not None:
+                raise self._source_error
         except BaseException as exc:
+            # One stage failed (bad input, a bug): the others would wait forever on their
+            # queues, so stop them too, then report the failure.
             self.error = exc
-            self._producer.cancel()
+            for task in stages:
+                task.cancel()
+            await asyncio.gather(*stages, return_exceptions=True)
             raise
         finally:
             telemetry.cancel()
@@ -121,6 +133,10 @@ class Pipeline:
                 await self._q_in.put(item)
         except asyncio.CancelledError:
             pass  # stop(): end of input, downstream drains
+        except Exception as exc:
+            # Bad input ends the input, not the work already queued: what came before it is
+            # still decided and published, then run() raises this error.
+            self._source_error = exc
         finally:
             close = getattr(self.source, "close", None)
             if close is not None:

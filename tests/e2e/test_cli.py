@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from e2e_util import run_cli
 from profile_util import snp_variant
 
@@ -76,3 +77,30 @@ def test_replay_is_deterministic(data_dir: Path, tmp_path: Path) -> None:
     with_mismatch = decisions(True, 3, "c")
     assert decisions(True, 3, "d") == with_mismatch
     assert with_mismatch != first, "mismatch changes the chip, so the scores move"
+
+
+def test_a_failing_stage_stops_the_pipeline_cleanly(tmp_path: Path, data_dir: Path) -> None:
+    """A bad file with on_error=raise ends the pipeline with that error; no stage is left waiting."""
+    import asyncio
+
+    from runtime.build import build_pipeline
+    from runtime.config import AudioFileSourceConfig, PipelineConfig
+    from sensors.blocks import InputError
+
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    cfg = PipelineConfig(
+        name="p",
+        source=AudioFileSourceConfig(paths=[data_dir / "audio" / "fsdd" / "3_theo_10.wav", bad], speed="max"),
+        model="kws-digits",
+    )
+
+    async def main() -> None:
+        pipeline = build_pipeline(cfg, "dev", [])
+        with pytest.raises(InputError, match=r"bad\.wav"):
+            await pipeline.run()
+        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        assert pending == []
+        assert pipeline.telemetry.total.decisions == 1, "the good file before it was decided"
+
+    asyncio.run(main())
