@@ -108,13 +108,12 @@ class CrossbarChip:
         # can: the kernel's counters are zeroed here and read back once as Python ints.
         c = self.compiled
         C = self.C
-        C[C_TICKS : C_INPUT_EVENTS + 1] = 0
-        ro = np.zeros((2, self._n_out), np.float64)
-        ro[1] = -np.inf
+        ro = np.empty((2, self._n_out), np.float64)  # filled by the kernel; fresh per batch
         out_t, out_n = _EMPTY_T, _EMPTY_N
         pos = 0
+        fresh = True
         while True:
-            pos, status = run_crossbar(
+            pos, status, k = run_crossbar(
                 batch.t_us,
                 batch.ch,
                 pos,
@@ -126,8 +125,9 @@ class CrossbarChip:
                 C,
                 self._out,
                 ro,
+                fresh,
             )
-            k = int(C[C_N_REC])
+            fresh = False
             if k:
                 if len(out_t):
                     out_t = np.concatenate((out_t, self._out[0, :k]))

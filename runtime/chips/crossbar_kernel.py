@@ -113,17 +113,24 @@ def _at_rest(cur, v, rest, eps):  # type: ignore[no-untyped-def]
 
 
 @njit(nogil=True, cache=True)
-def run_crossbar(ev_t, ev_ch, pos, t_end_us, W, fanout, P, S, C, out, ro):  # type: ignore[no-untyped-def]
+def run_crossbar(ev_t, ev_ch, pos, t_end_us, W, fanout, P, S, C, out, ro, fresh):  # type: ignore[no-untyped-def]
     """Advance the chip to ``t_end_us``, consuming events from index ``pos``.
 
     ``ro`` (float64, (2, n_out)) accumulates each readout neuron's membrane over the ticks
-    run: row 0 the sum, row 1 the maximum (the caller starts it at -inf).
+    run: row 0 the sum, row 1 the maximum. ``fresh`` (first call for a batch) zeroes the
+    per-call counters and ``ro`` here, where it costs nothing next to numpy calls.
 
-    Returns ``(pos, status)``: 0 done; 1 when the spike record buffer cannot take another
+    Returns ``(pos, status, n_rec)``: 0 done; 1 when the spike record buffer cannot take another
     tick (the caller drains ``out[0]`` times and ``out[1]`` neurons (``C[C_N_REC]`` entries), resets the count
     and calls again with the returned ``pos``; nothing is dropped); 2 when event ``pos``
     names a channel the chip does not have.
     """
+    if fresh:
+        for k in range(C_TICKS, C_INPUT_EVENTS + 1):
+            C[k] = 0
+        for j in range(ro.shape[1]):
+            ro[0, j] = 0.0
+            ro[1, j] = -np.inf
     n_ev = ev_t.shape[0]
     tick_us = C[C_TICK_US]
     rec_width = C[C_REC_HI] - C[C_REC_LO]
@@ -137,7 +144,7 @@ def run_crossbar(ev_t, ev_ch, pos, t_end_us, W, fanout, P, S, C, out, ro):  # ty
         while pos < n_ev and ev_t[pos] < tick_end:
             c = ev_ch[pos]
             if c < 0 or c >= C[C_N_IN]:
-                return pos, 2
+                return pos, 2, C[C_N_REC]
             row = W[c]
             for m in range(n_cols):
                 acc[m] += row[m]
@@ -146,7 +153,7 @@ def run_crossbar(ev_t, ev_ch, pos, t_end_us, W, fanout, P, S, C, out, ro):  # ty
             C[C_QUIET] = 0
             pos += 1
         if tick_end > t_end_us:
-            return pos, 0
+            return pos, 0, C[C_N_REC]
         if C[C_QUIET] == 1:
             limit = t_end_us if pos >= n_ev else min(t_end_us, ev_t[pos])
             k = (limit - tick_end) // tick_us + 1
@@ -159,7 +166,7 @@ def run_crossbar(ev_t, ev_ch, pos, t_end_us, W, fanout, P, S, C, out, ro):  # ty
                     ro[1, j] = rest
             continue
         if C[C_N_REC] + rec_width > out.shape[1]:
-            return pos, 1
+            return pos, 1, C[C_N_REC]
         _tick(W, fanout, P, S, C, out, ro, spk)
 
 
