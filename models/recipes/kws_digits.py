@@ -311,9 +311,19 @@ def main() -> None:
     ap.add_argument("--init-in", type=float, default=0.3, help="std of the initial input weights")
     ap.add_argument("--dropout", type=float, default=0.0, help="hidden spike dropout while training")
     ap.add_argument("--readout", choices=["mean", "max"], default="mean", help="membrane mean or max over the stream")
+    ap.add_argument(
+        "--encoder", action="append", default=[], metavar="KEY=VALUE", help="AudioEncoderConfig field, e.g. f_lo_hz=250"
+    )
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    cfg = AudioEncoderConfig()
+    fields = {f.name: f.type for f in dataclasses.fields(AudioEncoderConfig)}
+    overrides = {}
+    for item in args.encoder:
+        key, _, value = item.partition("=")
+        if key not in fields:
+            ap.error(f"--encoder {key}: not an AudioEncoderConfig field ({', '.join(fields)})")
+        overrides[key] = int(value) if key in ("n_channels", "n_stages", "frame_us") else float(value)
+    cfg = AudioEncoderConfig(**overrides)
     items = load_fsdd(args.data)
     train_items = [it for it in items if it.speaker != args.holdout]
     test_items = [it for it in items if it.speaker == args.holdout]
@@ -331,6 +341,7 @@ def main() -> None:
         "init_in": args.init_in,
         "dropout": args.dropout,
         "readout": args.readout,
+        "encoder_overrides": " ".join(args.encoder) or "none",
         "torch_heldout_accuracy": acc if acc is not None else "n/a",
     }
     export(model, cfg, args.out, args.hidden, meta)
