@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--mqtt", default=None, metavar="URL", help="broker for the pipeline benchmark")
     bn.add_argument("--seconds", type=float, default=60.0, help="W1 stream length")
     bn.add_argument("--live", type=float, default=20.0, help="seconds of the paced live run (0: skip)")
+    bn.add_argument("--repeat", type=int, default=5, help="W1 runs; the median is reported")
 
     sb = sub.add_parser("sub", help="pretty-print what a broker carries under the prefix")
     sb.add_argument("url", nargs="?", default="mqtt://127.0.0.1:1883")
@@ -285,7 +286,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from runtime.bench import run_bench
 
     result = run_bench(
-        seconds=args.seconds, data=args.data, mqtt_url=args.mqtt, progress=not args.json, live_s=args.live
+        seconds=args.seconds,
+        data=args.data,
+        mqtt_url=args.mqtt,
+        progress=not args.json,
+        live_s=args.live,
+        repeats=args.repeat,
     )
     print(json.dumps(result, indent=None if args.json else 2))
     return EXIT_OK
