@@ -166,12 +166,10 @@ def bench_live(seconds: float, mqtt_url: str | None) -> dict[str, Any]:
     """The demo pipeline paced at 1x (20 ms blocks, as from a microphone) for ``seconds``."""
     import resource
 
-    from runtime import __version__
     from runtime.build import build_pipeline
     from runtime.config import AudioFileSourceConfig, MqttConfig, PipelineConfig
-    from runtime.contract import PipelineInfo as StatusPipeline
-    from runtime.contract import Status, utc_now
     from runtime.daemon import demo_recording
+    from runtime.pipeline import status_payload
     from runtime.sinks.base import Sink
 
     async def main() -> dict[str, Any]:
@@ -188,20 +186,7 @@ def bench_live(seconds: float, mqtt_url: str | None) -> dict[str, Any]:
             telemetry_interval_s=3600.0,
         )
         pipeline = build_pipeline(cfg, "bench", sinks)
-        status = Status(
-            device="bench",
-            version=__version__,
-            started_at=utc_now(),
-            pipelines=[
-                StatusPipeline(
-                    name="live",
-                    source=pipeline.info.source,
-                    model=pipeline.info.model,
-                    chip=pipeline.info.chip,
-                    labels=list(pipeline.info.labels),
-                )
-            ],
-        )
+        status = status_payload("bench", [pipeline])
         for sink in sinks:
             await sink.start(status)
         startup_s = time.perf_counter() - t0

@@ -17,11 +17,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from runtime import __version__
 from runtime.build import build_pipeline
 from runtime.config import AudioFileSourceConfig, MqttConfig, PipelineConfig, ReadoutConfig, Settings
-from runtime.contract import PipelineInfo, Status, utc_now
-from runtime.pipeline import Pipeline
+from runtime.pipeline import Pipeline, status_payload
 from runtime.sinks.base import Sink
 from runtime.sinks.local import JsonlSink, StdoutSink
 
@@ -92,17 +90,7 @@ async def run_daemon(settings: Settings, *, demo: bool = False, duration_s: floa
     sinks = make_sinks(settings)
     # Build everything first: a bad model or config stops start-up before anything runs.
     pipelines = [build_pipeline(p, settings.device, sinks) for p in settings.pipelines]
-    status = Status(
-        device=settings.device,
-        version=__version__,
-        started_at=utc_now(),
-        pipelines=[
-            PipelineInfo(
-                name=p.info.name, source=p.info.source, model=p.info.model, chip=p.info.chip, labels=list(p.info.labels)
-            )
-            for p in pipelines
-        ],
-    )
+    status = status_payload(settings.device, pipelines)
     for sink in sinks:
         await sink.start(status)
     stop = asyncio.Event()

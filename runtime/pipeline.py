@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
+from runtime import __version__
 from runtime.chips.crossbar import ChipResult, CrossbarChip
-from runtime.contract import Classification, Window, utc_now
+from runtime.contract import Classification, Status, Window, utc_now
+from runtime.contract import PipelineInfo as StatusPipeline
 from runtime.readout import Decision, Readout
 from runtime.sinks.base import Sink
 from runtime.telemetry import TelemetryRecorder
@@ -247,3 +249,18 @@ class Pipeline:
         snap = self.telemetry.snapshot(self.queue_depths(), self.drops())
         for sink in self.sinks:
             sink.offer(snap)
+
+
+def status_payload(device: str, pipelines: Sequence[Pipeline]) -> Status:
+    """The retained status message for a set of pipelines."""
+    return Status(
+        device=device,
+        version=__version__,
+        started_at=utc_now(),
+        pipelines=[
+            StatusPipeline(
+                name=p.info.name, source=p.info.source, model=p.info.model, chip=p.info.chip, labels=list(p.info.labels)
+            )
+            for p in pipelines
+        ],
+    )

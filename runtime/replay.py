@@ -17,7 +17,8 @@ from typing import Any, Literal
 
 from runtime.build import build_pipeline, read_labels
 from runtime.config import AudioFileSourceConfig, MqttConfig, PipelineConfig, ReadoutConfig
-from runtime.contract import Classification, PipelineInfo, Status, utc_now
+from runtime.contract import Classification
+from runtime.pipeline import status_payload
 from runtime.readout import Decision
 from runtime.sinks.base import Sink
 from runtime.telemetry import percentiles
@@ -93,20 +94,7 @@ async def replay(opts: ReplayOptions) -> dict[str, Any]:
 
     pipeline = build_pipeline(cfg, opts.device, sinks, labels=labels, on_error="skip", on_decision=on_decision)
     source: Any = pipeline.source
-    status = Status(
-        device=opts.device,
-        version=_version(),
-        started_at=utc_now(),
-        pipelines=[
-            PipelineInfo(
-                name=pipeline.info.name,
-                source=pipeline.info.source,
-                model=pipeline.info.model,
-                chip=pipeline.info.chip,
-                labels=list(pipeline.info.labels),
-            )
-        ],
-    )
+    status = status_payload(opts.device, [pipeline])
     for sink in sinks:
         await sink.start(status)
     try:
@@ -159,12 +147,6 @@ def _summary(
         "spikes_per_s": total.spikes / stream_s if stream_s > 0 else None,
         "sinks": {s.name: {"delivered": s.stats().delivered, "dropped": s.stats().dropped} for s in sinks},
     }
-
-
-def _version() -> str:
-    from runtime import __version__
-
-    return __version__
 
 
 def run_replay(opts: ReplayOptions) -> dict[str, Any]:
