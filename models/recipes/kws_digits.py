@@ -57,8 +57,8 @@ def load_fsdd(data: Path) -> list[Item]:
     return items
 
 
-def augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    speed = rng.uniform(0.85, 1.15)
+def augment(x: np.ndarray, rng: np.random.Generator, speed_range: tuple[float, float] = (0.85, 1.15)) -> np.ndarray:
+    speed = rng.uniform(*speed_range)
     n = max(16, int(len(x) / speed))
     y = np.interp(np.linspace(0, len(x) - 1, n), np.arange(len(x)), x).astype(np.float32)
     y *= 10 ** (rng.uniform(-12, 6) / 20)
@@ -227,7 +227,7 @@ def train(items: list[Item], test: list[Item], cfg: AudioEncoderConfig, args: ar
     for epoch in range(args.epochs):
         t0 = time.perf_counter()
         model.quantise = epoch >= args.epochs // 3
-        seqs = [to_ticks(augment(it.audio, rng), cfg) for it in items]
+        seqs = [to_ticks(augment(it.audio, rng, args.speed_range), cfg) for it in items]
         if args.spike_aug:
             seqs = [augment_spikes(d, rng) for d in seqs]
         model.train()
@@ -309,6 +309,12 @@ def main() -> None:
     ap.add_argument("--clip", type=float, default=1.0, help="gradient norm clip")
     ap.add_argument("--spike-aug", action="store_true", help="channel shift and spike dropout")
     ap.add_argument("--init-in", type=float, default=0.3, help="std of the initial input weights")
+    ap.add_argument(
+        "--speed-range",
+        type=lambda v: tuple(float(x) for x in v.split(",")),
+        default=(0.85, 1.15),
+        help="speed perturbation range, e.g. 0.8,1.25",
+    )
     ap.add_argument("--dropout", type=float, default=0.0, help="hidden spike dropout while training")
     ap.add_argument("--readout", choices=["mean", "max"], default="mean", help="membrane mean or max over the stream")
     ap.add_argument(
@@ -337,6 +343,7 @@ def main() -> None:
         "hidden": args.hidden,
         "seed": args.seed,
         "lr": args.lr,
+        "speed_range": list(args.speed_range),
         "spike_aug": args.spike_aug,
         "init_in": args.init_in,
         "dropout": args.dropout,
