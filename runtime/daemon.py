@@ -84,6 +84,14 @@ async def run_daemon(settings: Settings, *, demo: bool = False, duration_s: floa
             update={"mqtt": settings.mqtt.model_copy(update={"protocol": EmbeddedBroker.protocol})}
         )
         log.info("no broker on 127.0.0.1:1883: started the embedded demo broker there")
+    try:
+        return await _run(settings, duration_s)
+    finally:
+        if embedded is not None:
+            await embedded.stop()
+
+
+async def _run(settings: Settings, duration_s: float | None) -> int:
     if not settings.pipelines:
         log.error("the configuration has no pipelines")
         return 2
@@ -111,8 +119,7 @@ async def run_daemon(settings: Settings, *, demo: bool = False, duration_s: floa
         loop.remove_signal_handler(sig)
     for sink in sinks:
         await sink.close(drain_timeout_s=5.0)
-    if embedded is not None:
-        await embedded.stop()
+    # Failure only when every pipeline failed: a daemon that ran some pipelines to the end ran.
     return 1 if any(results) and all(results) else 0
 
 

@@ -87,7 +87,6 @@ class Pipeline:
         self._producer: asyncio.Task[None] | None = None
         self._seq = 0
         self._stream = ""
-        self.error: BaseException | None = None
         self._source_error: Exception | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -105,10 +104,9 @@ class Pipeline:
             await asyncio.gather(*stages)
             if self._source_error is not None:
                 raise self._source_error
-        except BaseException as exc:
+        except BaseException:
             # One stage failed (bad input, a bug): the others would wait forever on their
             # queues, so stop them too, then report the failure.
-            self.error = exc
             for task in stages:
                 task.cancel()
             await asyncio.gather(*stages, return_exceptions=True)
