@@ -67,9 +67,6 @@ class Network:
         msg = f"no population named {name!r}"
         raise KeyError(msg)
 
-    def source_size(self, source: str) -> int:
-        return self.n_inputs if source == "input" else self.population(source).size
-
     @property
     def n_neurons(self) -> int:
         return sum(p.size for p in self.populations)

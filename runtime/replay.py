@@ -44,11 +44,12 @@ class ReplayOptions:
 
 @dataclass
 class _Tally:
-    decisions: int = 0
+    """Scoring only; decision counts and latencies are the pipeline's telemetry totals."""
+
     scored: int = 0
     correct: int = 0
     energy_uj: float = 0.0
-    latencies_ms: list[float] = field(default_factory=list)
+    """Chip energy summed over decision windows (not the whole stream's)."""
     confusion: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
@@ -80,17 +81,14 @@ async def replay(opts: ReplayOptions) -> dict[str, Any]:
     t0 = time.monotonic()
 
     def on_decision(d: Decision, payload: Classification | None) -> None:
-        tally.decisions += 1
         tally.energy_uj += d.energy_uj
-        if payload is not None:
-            tally.latencies_ms.append(payload.host_latency_ms)
         if d.truth is not None:
             predicted = pipeline.info.labels[d.label_index]
             tally.scored += 1
             tally.correct += int(predicted == d.truth)
             tally.confusion[(d.truth, predicted)] += 1
         if opts.progress:
-            _progress(tally.decisions, source.n_files, t0)
+            _progress(pipeline.telemetry.total.decisions, source.n_files, t0)
 
     pipeline = build_pipeline(cfg, opts.device, sinks, labels=labels, on_error="skip", on_decision=on_decision)
     source: Any = pipeline.source
@@ -113,7 +111,7 @@ def _summary(
 ) -> dict[str, Any]:
     total = pipeline.telemetry.total
     stream_s = total.stream_us / 1e6
-    lat = percentiles(tally.latencies_ms)
+    lat = percentiles(total.host_latency_ms)
     per_class: dict[str, dict[str, float | int | None]] = {}
     if labelled:
         for lab in pipeline.info.labels:
@@ -132,7 +130,7 @@ def _summary(
         "files": int(source.n_files) - int(source.skipped_files),
         "skipped_files": int(source.skipped_files),
         "errors": [str(e) for e in source.errors],
-        "decisions": tally.decisions,
+        "decisions": total.decisions,
         "scored": tally.scored,
         "accuracy": tally.correct / tally.scored if labelled and tally.scored else None,
         "per_class": per_class or None,
@@ -141,7 +139,7 @@ def _summary(
         "wall_s": wall_s,
         "rtf": stream_s / wall_s if wall_s > 0 else None,
         "latency_ms": {"p50": lat.p50, "p95": lat.p95, "p99": lat.p99},
-        "energy_uj_per_decision": tally.energy_uj / tally.decisions if tally.decisions else None,
+        "energy_uj_per_decision": tally.energy_uj / total.decisions if total.decisions else None,
         "power_mw_mean": total.energy_uj / stream_s * 1e-3 if stream_s > 0 else None,
         "sops_per_s": total.sops / stream_s if stream_s > 0 else None,
         "spikes_per_s": total.spikes / stream_s if stream_s > 0 else None,

@@ -75,18 +75,6 @@ class SpikeBatch:
     def __len__(self) -> int:
         return int(self.t_us.shape[0])
 
-    @staticmethod
-    def empty(stream: str, n_channels: int, t_start_us: int, t_end_us: int, captured_ns: int) -> SpikeBatch:
-        return SpikeBatch(
-            stream,
-            np.empty(0, np.int64),
-            np.empty(0, np.int32),
-            n_channels,
-            t_start_us,
-            t_end_us,
-            captured_ns,
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class EndOfStream:
