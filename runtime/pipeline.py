@@ -20,16 +20,16 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from runtime import __version__
-from runtime.chips.crossbar import ChipResult, CrossbarChip
+from runtime.chips.base import Chip, ChipResult
 from runtime.contract import Classification, Status, Window, utc_now
 from runtime.contract import PipelineInfo as StatusPipeline
 from runtime.readout import Decision, Readout
 from runtime.sinks.base import Sink
 from runtime.telemetry import TelemetryRecorder
-from sensors.blocks import EndOfStream, SampleBlock, SpikeBatch
+from sensors.blocks import EndOfStream, EventBlock, SampleBlock, SpikeBatch
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +37,13 @@ _MAX_GROUP = 32
 
 
 class Encoder(Protocol):
-    def encode(self, block: SampleBlock) -> SpikeBatch: ...
+    # ``block`` is the source's kind (SampleBlock for audio, EventBlock for event cameras);
+    # build.py pairs each source with its encoder, so the type is checked there.
+    def encode(self, block: Any) -> SpikeBatch: ...
     def reset(self) -> None: ...
 
 
-Item = SampleBlock | EndOfStream
+Item = SampleBlock | EventBlock | EndOfStream
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +66,7 @@ class Pipeline:
         info: PipelineInfo,
         source: AsyncIterator[Item],
         encoder: Encoder,
-        chip: CrossbarChip,
+        chip: Chip,
         readout: Readout,
         sinks: Sequence[Sink],
         *,
@@ -78,7 +80,7 @@ class Pipeline:
         self.chip = chip
         self.readout = readout
         self.sinks = list(sinks)
-        self.telemetry = TelemetryRecorder(info.device, info.name, chip.compiled.latency_us / 1000)
+        self.telemetry = TelemetryRecorder(info.device, info.name, chip.latency_us / 1000)
         self.telemetry_interval_s = telemetry_interval_s
         self.on_decision = on_decision
         self._q_in: asyncio.Queue[Item | None] = asyncio.Queue(queue_blocks)
@@ -162,7 +164,7 @@ class Pipeline:
         """Worker thread: encode and run the chip for a group of items, in order."""
         out: list[tuple[str, ChipResult, int] | EndOfStream | None] = []
         for item in group:
-            if isinstance(item, SampleBlock):
+            if isinstance(item, SampleBlock | EventBlock):
                 batch = self.encoder.encode(item)
                 out.append((item.stream, self.chip.run(batch), item.captured_ns))
             else:
@@ -217,7 +219,7 @@ class Pipeline:
                 captured_at=now - timedelta(milliseconds=host_ms),
                 model=self.info.model,
                 chip=self.info.chip,
-                chip_latency_ms=self.chip.compiled.latency_us / 1000,
+                chip_latency_ms=self.chip.latency_us / 1000,
                 host_latency_ms=host_ms,
                 energy_uj=d.energy_uj,
                 truth=d.truth,

@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from runtime.chips.crossbar import ChipResult
+from runtime.chips.base import ChipResult
 
 Mode = Literal["stream", "utterance", "window", "auto"]
 

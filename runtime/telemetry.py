@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from runtime.chips.crossbar import ChipStats
+from runtime.chips.base import ChipStats
 from runtime.contract import LatencyPercentiles, PowerMw, Telemetry, utc_now
 
 

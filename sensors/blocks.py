@@ -50,6 +50,30 @@ class SampleBlock:
         return round(self.n_samples * 1e6 / self.rate_hz)
 
 
+EVENT_DTYPE = np.dtype([("t", "<i8"), ("x", "<u2"), ("y", "<u2"), ("p", "?")])
+"""Canonical address-event record: ``t`` µs, ``x``/``y`` pixel, ``p`` polarity (True = ON)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventBlock:
+    """Address events (``EVENT_DTYPE``, sorted by ``t``) from an event camera or file.
+
+    ``events["t"]`` is stream time. The block covers ``[t_start_us, t_end_us)``: no later
+    block of the stream holds an event before ``t_end_us``.
+    """
+
+    stream: str
+    events: npt.NDArray[np.void]
+    width: int
+    height: int
+    t_start_us: int
+    t_end_us: int
+    captured_ns: int
+
+    def __len__(self) -> int:
+        return int(self.events.shape[0])
+
+
 @dataclass(frozen=True, slots=True)
 class SpikeBatch:
     """Spike events sorted by time: int64 ``t_us`` and int32 channel ids ``ch``.

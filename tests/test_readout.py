@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from runtime.chips.crossbar import ChipResult, ChipStats
+from runtime.chips.base import ChipResult, ChipStats
 from runtime.readout import Readout, ReadoutSettings
 
 N_IN = 32

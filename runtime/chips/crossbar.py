@@ -7,11 +7,9 @@ new stream at stream time 0.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
-import numpy.typing as npt
 
+from runtime.chips.base import ChipResult, ChipStats
 from runtime.chips.compile import Compiled
 from runtime.chips.crossbar_kernel import (
     C_INPUT_EVENTS,
@@ -39,35 +37,6 @@ _EMPTY_T = np.empty(0, np.int64)
 _EMPTY_N = np.empty(0, np.int32)
 
 
-class ChipStats(NamedTuple):
-    """What one batch cost on the chip (deltas, not running totals)."""
-
-    t_start_us: int
-    t_end_us: int
-    input_events: int
-    sops: int
-    neuron_updates: int
-    spikes: int
-    ticks: int
-    energy_uj: float
-    static_energy_uj: float
-    latency_us: float
-    readout_v_sum: npt.NDArray[np.float64]
-    """Sum over the batch's ticks of each readout neuron's membrane."""
-    readout_v_max: npt.NDArray[np.float64]
-    """Maximum over the batch's ticks of each readout neuron's membrane (-inf: no tick)."""
-
-
-class ChipResult(NamedTuple):
-    # NamedTuples rather than frozen dataclasses: immutable too, and four times cheaper to
-    # build, which matters at one result per 10 ms chunk per pipeline.
-    spike_t_us: npt.NDArray[np.int64]
-    """Spikes of the recorded (spiking readout) population, stream time."""
-    spike_ch: npt.NDArray[np.int32]
-    """Neuron index within the readout population."""
-    stats: ChipStats
-
-
 class CrossbarChip:
     def __init__(self, compiled: Compiled) -> None:
         self.compiled = compiled
@@ -81,6 +50,14 @@ class CrossbarChip:
         self._update_uj = e.update_pj.value * 1e-6
         self._spike_uj = e.spike_pj.value * 1e-6
         self.reset()
+
+    @property
+    def name(self) -> str:
+        return self.compiled.profile.name
+
+    @property
+    def latency_us(self) -> float:
+        return self.compiled.latency_us
 
     @property
     def n_inputs(self) -> int:
