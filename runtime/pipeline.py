@@ -241,6 +241,12 @@ class Pipeline:
             "device_overflows": int(getattr(self.source, "overflows", 0)),
             "readout_short_bursts": self.readout.ignored_bursts,
         }
+        # Sources and encoders that filter or repair events say so by reason (DVS noise
+        # filter, refractory, ROI, out-of-order repairs): counted, never silent.
+        for prefix, stage in (("source", self.source), ("encoder", self.encoder)):
+            more = getattr(stage, "drops", None)
+            if callable(more):
+                drops.update({f"{prefix}_{k}": int(v) for k, v in more().items()})
         for sink in self.sinks:
             drops[f"sink_{sink.name}"] = sink.stats().dropped
         return drops

@@ -32,6 +32,8 @@ import soundfile as sf
 
 from sensors.audio.resample import StreamingResampler, sample_time_us
 from sensors.blocks import EndOfStream, InputError, SampleBlock
+from sensors.files import LabelLookup
+from sensors.files import expand_paths as expand_files
 
 log = logging.getLogger(__name__)
 
@@ -48,21 +50,7 @@ _T = TypeVar("_T")
 
 def expand_paths(paths: Sequence[Path]) -> list[Path]:
     """Files as given, folders replaced by their audio files in sorted order."""
-    files: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
-            if not found:
-                msg = f"{path}: folder holds no {'/'.join(AUDIO_SUFFIXES)} files"
-                raise InputError(msg)
-            files.extend(found)
-        elif path.exists():
-            files.append(path)
-        else:
-            msg = f"{path}: no such file or folder"
-            raise InputError(msg)
-    return files
+    return expand_files(paths, AUDIO_SUFFIXES)
 
 
 def check_wav_length(path: Path) -> None:
@@ -248,9 +236,9 @@ class AudioFileSource:
         self.loop = loop
         self.channel: Channel = channel
         self.labels = labels
+        self._label = LabelLookup(labels)
         self.on_error: OnError = on_error
         self.errors: list[InputError] = []
-        self._resolved_dirs: dict[Path, Path] = {}
         """Errors of skipped files (on_error="skip"), in the order they happened."""
         self.skipped_files = 0
         self.files_done = 0
@@ -276,17 +264,6 @@ class AudioFileSource:
 
     def __aiter__(self) -> AsyncIterator[SampleBlock | EndOfStream]:
         return self._replay()
-
-    def _label(self, path: Path) -> str | None:
-        if self.labels is None:
-            return None
-        # Resolving a path costs a syscall per component; files share a few folders, so
-        # resolve each folder once. A file that is itself a symlink falls back to a full resolve.
-        parent = self._resolved_dirs.get(path.parent)
-        if parent is None:
-            parent = self._resolved_dirs[path.parent] = path.parent.resolve()
-        label = self.labels.get(str(parent / path.name))
-        return label if label is not None else self.labels.get(str(path.resolve()))
 
     def _skip(self, exc: InputError) -> None:
         if self.on_error == "raise":
