@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sensors.blocks import EVENT_DTYPE, EventBlock, InputError
-from sensors.dvs.source import EventSlicer
+from sensors.dvs.slicer import EventSlicer
 
 log = logging.getLogger(__name__)
 
