@@ -15,7 +15,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from models.convnet import ConvNet
 from models.network import ModelError, Network
+from models.nir_conv import is_conv_graph, read_convnet
 from models.nir_io import read_network
 
 
@@ -64,7 +66,8 @@ class Manifest(_Model):
 class Bundle:
     path: Path
     manifest: Manifest
-    network: Network
+    network: Network | ConvNet
+    """A ``ConvNet`` for conv graphs (Conv2d/IF nodes) and "dvs" models, else a ``Network``."""
 
     @property
     def ident(self) -> str:
@@ -110,9 +113,24 @@ def read_manifest(path: Path) -> Manifest:
 def load_bundle(name_or_path: str) -> Bundle:
     root = resolve(name_or_path)
     manifest = read_manifest(root / "manifest.toml")
-    network = read_network(root / "model.nir")
+    model = root / "model.nir"
+    if manifest.model.modality == "dvs" or is_conv_graph(model):
+        return Bundle(root, manifest, _checked_convnet(root, model, len(manifest.labels)))
+    network = read_network(model)
     n_out = network.population(network.output).size
     if n_out != len(manifest.labels):
         msg = f"{root}: the output population has {n_out} neurons but the manifest lists {len(manifest.labels)} labels"
         raise ModelError(msg)
     return Bundle(root, manifest, network)
+
+
+def _checked_convnet(root: Path, model: Path, n_labels: int) -> ConvNet:
+    net = read_convnet(model)
+    out = net.layers[-1].out_shape
+    if out[1:] != (1, 1):
+        msg = f"{model}: the last layer outputs a {out} map; a classifier's must be (classes, 1, 1)"
+        raise ModelError(msg)
+    if net.n_outputs != n_labels:
+        msg = f"{root}: the last layer has {net.n_outputs} output channels but the manifest lists {n_labels} labels"
+        raise ModelError(msg)
+    return net

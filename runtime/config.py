@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from sensors.dvs.preprocess import DvsPreprocessConfig
 
 
 class ConfigError(ValueError):
@@ -84,7 +85,58 @@ class MicrophoneSourceConfig(_Model):
     channel: int = Field(0, ge=0)
 
 
-SourceConfig = Annotated[AudioFileSourceConfig | MicrophoneSourceConfig, Field(discriminator="kind")]
+class DvsFileSourceConfig(_Model):
+    kind: Literal["dvs_file"] = "dvs_file"
+    paths: list[Path] = Field(
+        min_length=1,
+        description="Event recordings (EVT2/EVT3 .raw, .dat, AEDAT 2/3.1/4, N-MNIST .bin, .npy/.npz) or folders.",
+    )
+    format: Literal["auto", "evt2", "evt3", "dat", "nmnist_bin", "aedat2", "aedat31", "aedat4", "npy"] = Field(
+        "auto", description="File format; auto detects it from the header."
+    )
+    sensor_size: tuple[int, int] | None = Field(
+        None, description="(width, height) for files that do not say it (N-CARS .dat, .npy); overrides the header."
+    )
+    speed: float | Literal["max"] = Field(1.0, description="Pacing: 1.0 is real time; 'max' is unpaced.")
+    loop: bool = Field(False, description="Start again at the end.")
+    block_ms: float = Field(20.0, gt=0, le=10_000, description="Stream time per block handed to the chip.")
+    preprocess: DvsPreprocessConfig | None = Field(
+        None,
+        title="DVS pre-processing",
+        description="The chip's DVS front end (crop, pool, mirror, filters); default: the model's own settings.",
+    )
+
+
+class DvsUdpSourceConfig(_Model):
+    kind: Literal["dvs_udp"] = "dvs_udp"
+    listen: str = Field(
+        "127.0.0.1:7777",
+        title="Listen address",
+        description="host:port to receive 'SWEV' event datagrams on (0.0.0.0 for all interfaces).",
+    )
+    block_ms: float = Field(20.0, gt=0, le=1000, description="Stream time per block handed to the chip.")
+    queue_blocks: int = Field(64, ge=2, description="Blocks buffered; beyond it the oldest is dropped and counted.")
+    idle_flush_ms: float = Field(
+        100.0, gt=0, description="With no datagram for this long, stream time advances with the wall clock."
+    )
+    preprocess: DvsPreprocessConfig | None = Field(
+        None, title="DVS pre-processing", description="The chip's DVS front end; default: the model's own settings."
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            msg = f"must be host:port, got {v!r}"
+            raise ValueError(msg)
+        return v
+
+
+SourceConfig = Annotated[
+    AudioFileSourceConfig | MicrophoneSourceConfig | DvsFileSourceConfig | DvsUdpSourceConfig,
+    Field(discriminator="kind"),
+]
 
 
 class ReadoutConfig(_Model):

@@ -55,7 +55,11 @@ class DvsFrontEnd:
         check_sensor(self.cfg, self.input_shape, block.stream, block.width, block.height)
         if self._enc is not None:
             self._past.update(self._enc.drops())
-        self._enc = DvsEncoder(self.cfg, block.width, block.height)
+        try:
+            self._enc = DvsEncoder(self.cfg, block.width, block.height)
+        except ValueError as exc:  # e.g. a hot pixel outside this sensor
+            msg = f"{block.stream}: sensor {block.width}x{block.height}: {exc}"
+            raise InputError(msg) from exc
         self._size = (block.width, block.height)
 
     def reset(self) -> None:
