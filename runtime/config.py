@@ -12,8 +12,9 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
 from sensors.dvs.preprocess import DvsPreprocessConfig
 
 
@@ -133,8 +134,41 @@ class DvsUdpSourceConfig(_Model):
         return v
 
 
+class DvsCameraSourceConfig(_Model):
+    kind: Literal["dvs_camera"] = "dvs_camera"
+    camera: str | None = Field(
+        None,
+        title="Camera",
+        description="Serial number or name (DVXplorer_DXA00093) of a USB camera on this host; None: the first found.",
+    )
+    network: str | None = Field(
+        None,
+        title="Network stream",
+        description="host:port of a dv-processing / DV network event stream on another host (instead of a camera).",
+    )
+    block_ms: float = Field(20.0, gt=0, le=1000, description="Stream time per block handed to the chip.")
+    queue_blocks: int = Field(64, ge=2, description="Blocks buffered; beyond it the oldest is dropped and counted.")
+    preprocess: DvsPreprocessConfig | None = Field(
+        None, title="DVS pre-processing", description="The chip's DVS front end; default: the model's own settings."
+    )
+
+    @field_validator("network")
+    @classmethod
+    def _one_input(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is None:
+            return v
+        if info.data.get("camera") is not None:
+            msg = f"set either camera ({info.data['camera']!r}) or network ({v!r}), not both"
+            raise ValueError(msg)
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+            msg = f"must be host:port, got {v!r}"
+            raise ValueError(msg)
+        return v
+
+
 SourceConfig = Annotated[
-    AudioFileSourceConfig | MicrophoneSourceConfig | DvsFileSourceConfig | DvsUdpSourceConfig,
+    AudioFileSourceConfig | MicrophoneSourceConfig | DvsFileSourceConfig | DvsUdpSourceConfig | DvsCameraSourceConfig,
     Field(discriminator="kind"),
 ]
 
