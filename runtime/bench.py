@@ -28,7 +28,7 @@ import numpy as np
 from models.network import Network, Population, Projection
 from runtime.chips.compile import compile_network
 from runtime.chips.crossbar import CrossbarChip
-from runtime.chips.profile import ChipProfile, load_profile
+from runtime.chips.profile import CrossbarProfile, load_profile
 from sensors.blocks import SpikeBatch
 
 W1_INPUTS, W1_HIDDEN, W1_OUT = 64, 256, 10
@@ -60,12 +60,12 @@ def w1_network(seed: int = 0) -> Network:
     )
 
 
-def w1_profile() -> ChipProfile:
+def w1_profile() -> CrossbarProfile:
     data = load_profile("snp").model_dump()
     data["name"] = "snp-w1"
     data["limits"]["neurons"] = {"value": 1024, "source": "assumed", "note": "lifted for the W1 benchmark"}
     data["limits"]["synapses"] = {"value": 1 << 20, "source": "assumed", "note": "lifted for the W1 benchmark"}
-    return ChipProfile.model_validate(data)
+    return CrossbarProfile.model_validate(data)
 
 
 def poisson_input(seconds: float, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:

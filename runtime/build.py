@@ -7,22 +7,40 @@ rather than minutes later from inside a running stage.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from models.bundle import Bundle, load_bundle
+from models.convnet import ConvNet
 from models.network import ModelError
+from runtime.chips.base import Chip
 from runtime.chips.compile import Compiled, compile_network
 from runtime.chips.crossbar import CrossbarChip
-from runtime.chips.profile import load_profile
-from runtime.config import AudioFileSourceConfig, ConfigError, MicrophoneSourceConfig, PipelineConfig, ReadoutConfig
+from runtime.chips.dynapcnn import CompiledConv, DynapcnnChip, compile_convnet
+from runtime.chips.profile import ConvCoreProfile, CrossbarProfile, load_profile
+from runtime.config import (
+    AudioFileSourceConfig,
+    ConfigError,
+    DvsCameraSourceConfig,
+    DvsFileSourceConfig,
+    DvsUdpSourceConfig,
+    MicrophoneSourceConfig,
+    PipelineConfig,
+    ReadoutConfig,
+    format_validation_error,
+)
 from runtime.pipeline import Encoder, OnDecision, Pipeline, PipelineInfo
 from runtime.readout import Mode, Readout, ReadoutSettings
 from runtime.sinks.base import Sink
 from sensors.audio.encoder import AudioEncoder, AudioEncoderConfig
+from sensors.dvs.frontend import DvsFrontEnd, check_sensor
+from sensors.dvs.preprocess import DvsPreprocessConfig
 
 log = logging.getLogger(__name__)
 
@@ -32,25 +50,67 @@ class Prepared:
     """A model compiled for its chip, ready to be given sources."""
 
     bundle: Bundle
-    compiled: Compiled
-    encoder_config: AudioEncoderConfig
+    compiled: Compiled | CompiledConv
+    encoder_config: AudioEncoderConfig | DvsPreprocessConfig
+
+    @property
+    def n_outputs(self) -> int:
+        c = self.compiled
+        return c.n_out if isinstance(c, CompiledConv) else c.out_hi - c.out_lo
+
+    def make_chip(self) -> Chip:
+        if isinstance(self.compiled, CompiledConv):
+            return DynapcnnChip(self.compiled)
+        return CrossbarChip(self.compiled)
+
+
+def _compile(
+    bundle: Bundle, chip: str | None, *, mismatch: bool | None, seed: int, strict: bool
+) -> Compiled | CompiledConv:
+    info = bundle.manifest.model
+    profile = load_profile(chip or info.target_chip)
+    net = bundle.network
+    if isinstance(net, ConvNet):
+        if not isinstance(profile, ConvCoreProfile):
+            msg = (
+                f"model {bundle.ident} is a convolutional network; chip {profile.name!r} runs "
+                f"{profile.kernel} networks (use a convolutional chip such as 'dynapcnn')"
+            )
+            raise ModelError(msg)
+        conv = compile_convnet(net, profile)
+        for warning in conv.report.warnings:
+            log.warning("model %s on %s: %s", bundle.ident, profile.name, warning)
+        return conv
+    if not isinstance(profile, CrossbarProfile):
+        msg = (
+            f"model {bundle.ident} is a dense recurrent network; chip {profile.name!r} runs "
+            f"{profile.kernel} networks (use a crossbar chip such as 'snp')"
+        )
+        raise ModelError(msg)
+    compiled = compile_network(net, profile, mismatch=mismatch, seed=seed, strict=strict)
+    for warning in compiled.report.warnings:
+        log.warning("model %s on %s: %s", bundle.ident, profile.name, warning)
+    return compiled
 
 
 def prepare(model: str, chip: str | None, *, mismatch: bool | None, seed: int, strict: bool) -> Prepared:
     """Load, check and compile; raises ModelError, CompileError or ConfigError."""
     bundle = load_bundle(model)
-    info = bundle.manifest.model
-    if info.modality != "audio":
-        msg = f"model {bundle.ident}: modality {info.modality!r} has no encoder in this version (only 'audio')"
+    compiled = _compile(bundle, chip, mismatch=mismatch, seed=seed, strict=strict)
+    modality = bundle.manifest.model.modality
+    where = f"{bundle.path / 'manifest.toml'}: [encoder]"
+    if modality == "dvs":
+        try:
+            return Prepared(bundle, compiled, DvsPreprocessConfig.model_validate(bundle.manifest.encoder))
+        except ValidationError as exc:
+            raise ModelError(format_validation_error(exc, where)) from exc
+    if modality != "audio":
+        msg = f"model {bundle.ident}: modality {modality!r} has no encoder in this version (audio, dvs)"
         raise ModelError(msg)
-    profile = load_profile(chip or info.target_chip)
-    compiled = compile_network(bundle.network, profile, mismatch=mismatch, seed=seed, strict=strict)
-    for warning in compiled.report.warnings:
-        log.warning("model %s on %s: %s", bundle.ident, profile.name, warning)
     try:
         enc = AudioEncoderConfig(**bundle.manifest.encoder)
     except (TypeError, ValueError) as exc:
-        msg = f"{bundle.path / 'manifest.toml'}: [encoder]: {exc}"
+        msg = f"{where}: {exc}"
         raise ModelError(msg) from exc
     if enc.n_channels != compiled.n_in:
         msg = (
@@ -66,7 +126,7 @@ def readout_for(prep: Prepared, cfg: ReadoutConfig, mode: Mode | None = None) ->
     fields = cfg.model_dump()
     fields["mode"] = mode or cfg.mode
     settings = ReadoutSettings(kind=spec.kind, temperature=spec.temperature, n_inputs=prep.compiled.n_in, **fields)
-    return Readout(settings, prep.compiled.out_hi - prep.compiled.out_lo)
+    return Readout(settings, prep.n_outputs)
 
 
 def file_source(
@@ -74,6 +134,7 @@ def file_source(
 ) -> Any:
     from sensors.audio.file import AudioFileSource
 
+    assert isinstance(prep.encoder_config, AudioEncoderConfig)
     return AudioFileSource(
         cfg.paths,
         rate_hz=prep.encoder_config.rate_hz,
@@ -89,6 +150,7 @@ def file_source(
 def microphone_source(cfg: MicrophoneSourceConfig, prep: Prepared) -> Any:
     from sensors.audio.mic import MicrophoneSource
 
+    assert isinstance(prep.encoder_config, AudioEncoderConfig)
     return MicrophoneSource(
         device=cfg.device,
         rate_hz=prep.encoder_config.rate_hz,
@@ -97,6 +159,70 @@ def microphone_source(cfg: MicrophoneSourceConfig, prep: Prepared) -> Any:
         queue_blocks=cfg.queue_blocks,
         channel=cfg.channel,
     )
+
+
+def dvs_preprocess(
+    cfg: DvsFileSourceConfig | DvsUdpSourceConfig | DvsCameraSourceConfig, prep: Prepared
+) -> DvsPreprocessConfig:
+    """The source's own pre-processing if it sets one, else the model's."""
+    if cfg.preprocess is not None:
+        return cfg.preprocess
+    assert isinstance(prep.encoder_config, DvsPreprocessConfig)
+    return prep.encoder_config
+
+
+def dvs_file_source(
+    cfg: DvsFileSourceConfig, prep: Prepared, labels: Mapping[str, str] | None = None, on_error: str = "raise"
+) -> Any:
+    from sensors.dvs.source import EventFileSource
+
+    assert isinstance(prep.compiled, CompiledConv)
+    pre = dvs_preprocess(cfg, prep)
+    return EventFileSource(
+        cfg.paths,
+        block_ms=cfg.block_ms,
+        speed=None if cfg.speed == "max" else float(cfg.speed),
+        loop=cfg.loop,
+        sensor_size=cfg.sensor_size,
+        fmt=None if cfg.format == "auto" else cfg.format,
+        labels=labels,
+        on_error=on_error,  # type: ignore[arg-type]
+        check_sensor=functools.partial(check_sensor, pre, prep.compiled.input_shape),
+    )
+
+
+def _source_and_encoder(
+    cfg: PipelineConfig, prep: Prepared, labels: Mapping[str, str] | None, on_error: str
+) -> tuple[Any, Encoder, str]:
+    modality = prep.bundle.manifest.model.modality
+    src = cfg.source
+    wants = "dvs" if isinstance(src, DvsFileSourceConfig | DvsUdpSourceConfig | DvsCameraSourceConfig) else "audio"
+    if wants != modality:
+        msg = f"pipeline {cfg.name}: a {src.kind} source cannot feed model {prep.bundle.ident} ({modality} input)"
+        raise ConfigError(msg)
+    if isinstance(src, DvsFileSourceConfig | DvsUdpSourceConfig | DvsCameraSourceConfig):
+        assert isinstance(prep.compiled, CompiledConv)
+        front = DvsFrontEnd(dvs_preprocess(src, prep), prep.compiled.input_shape)
+        if isinstance(src, DvsUdpSourceConfig):
+            from sensors.dvs.udp import UdpEventSource
+
+            host, _, port = src.listen.rpartition(":")
+            udp = UdpEventSource(
+                host, int(port), block_ms=src.block_ms, queue_blocks=src.queue_blocks, idle_flush_ms=src.idle_flush_ms
+            )
+            return udp, front, udp.stream
+        if isinstance(src, DvsCameraSourceConfig):
+            from sensors.dvs.dv import DvCameraSource
+
+            cam = DvCameraSource(src.camera, network=src.network, block_ms=src.block_ms, queue_blocks=src.queue_blocks)
+            return cam, front, cam.stream
+        return dvs_file_source(src, prep, labels, on_error), front, ", ".join(str(p) for p in src.paths)
+    assert isinstance(prep.encoder_config, AudioEncoderConfig)
+    encoder = AudioEncoder(prep.encoder_config)
+    if isinstance(src, AudioFileSourceConfig):
+        return file_source(src, prep, labels, on_error), encoder, ", ".join(str(p) for p in src.paths)
+    desc = f"microphone {src.device if src.device is not None else 'default'}"
+    return microphone_source(src, prep), encoder, desc
 
 
 def build_pipeline(
@@ -109,13 +235,7 @@ def build_pipeline(
     on_decision: OnDecision | None = None,
 ) -> Pipeline:
     prep = prepare(cfg.model, cfg.chip, mismatch=cfg.mismatch, seed=cfg.seed, strict=cfg.strict)
-    source: Any
-    if isinstance(cfg.source, AudioFileSourceConfig):
-        source = file_source(cfg.source, prep, labels, on_error)
-        source_desc = ", ".join(str(p) for p in cfg.source.paths)
-    else:
-        source = microphone_source(cfg.source, prep)
-        source_desc = f"microphone {cfg.source.device if cfg.source.device is not None else 'default'}"
+    source, encoder, source_desc = _source_and_encoder(cfg, prep, labels, on_error)
     info = PipelineInfo(
         name=cfg.name,
         device=device,
@@ -124,12 +244,11 @@ def build_pipeline(
         labels=prep.bundle.manifest.labels,
         source=source_desc,
     )
-    encoder: Encoder = AudioEncoder(prep.encoder_config)
     return Pipeline(
         info,
         source,
         encoder,
-        CrossbarChip(prep.compiled),
+        prep.make_chip(),
         readout_for(prep, cfg.readout),
         sinks,
         telemetry_interval_s=cfg.telemetry_interval_s,
@@ -139,17 +258,27 @@ def build_pipeline(
 
 
 def read_labels(csv_path: Path, column: str) -> dict[str, str]:
-    """``file`` column (relative to the CSV's folder) -> label, keyed by resolved path."""
+    """``file`` column (relative to the CSV's folder) -> label, keyed by resolved path.
+
+    A carriage return that does not end a line (seen in a real dataset's labels file,
+    ``1\r,train,...``) is removed with a warning rather than splitting the row in two.
+    """
     import csv
+    import io
 
     try:
-        with csv_path.open(newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            fields = reader.fieldnames or []
-            if "file" not in fields or column not in fields:
-                msg = f"{csv_path}: needs columns 'file' and {column!r}; it has {', '.join(fields) or 'none'}"
-                raise ConfigError(msg)
-            return {str((csv_path.parent / row["file"]).resolve()): row[column] for row in reader}
+        text = csv_path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         msg = f"{csv_path}: labels file not found"
         raise ConfigError(msg) from exc
+    text = text.replace("\r\n", "\n")
+    stray = text.count("\r")
+    if stray:
+        log.warning("%s: removed %d stray carriage return(s) inside rows", csv_path, stray)
+        text = text.replace("\r", "")
+    reader = csv.DictReader(io.StringIO(text))
+    fields = reader.fieldnames or []
+    if "file" not in fields or column not in fields:
+        msg = f"{csv_path}: needs columns 'file' and {column!r}; it has {', '.join(fields) or 'none'}"
+        raise ConfigError(msg)
+    return {str((csv_path.parent / row["file"]).resolve()): row[column].strip() for row in reader}

@@ -42,6 +42,18 @@ def _speed(value: str) -> float | str:
     return speed
 
 
+def _size(value: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in value.lower().split("x"))
+    except ValueError as exc:
+        msg = f"expected WIDTHxHEIGHT such as 640x480, got {value!r}"
+        raise argparse.ArgumentTypeError(msg) from exc
+    if w <= 0 or h <= 0:
+        msg = f"sensor size must be positive, got {value!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return w, h
+
+
 def _on_off(value: str) -> bool:
     if value not in ("on", "off"):
         msg = f"expected on or off, got {value!r}"
@@ -77,6 +89,19 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--seed", type=int, default=0, help="mismatch seed")
     rp.add_argument("--readout", choices=["auto", "stream", "utterance", "window"], default="auto")
     rp.add_argument("--device", default="replay", help="device id in MQTT topics")
+    rp.add_argument(
+        "--preprocess",
+        type=Path,
+        default=None,
+        help="event files: TOML of DVS pre-processing settings (roi, pool, ...)",
+    )
+    rp.add_argument("--sensor-size", type=_size, default=None, metavar="WxH", help="event files without a size")
+    rp.add_argument(
+        "--format",
+        default="auto",
+        choices=["auto", "evt2", "evt3", "dat", "nmnist_bin", "aedat2", "aedat31", "aedat4", "npy"],
+        help="event file format (default: detected from the header)",
+    )
     rp.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
     md = sub.add_parser("models", help="list, show or check model bundles")
@@ -90,12 +115,24 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--strict", action="store_true", help="soft limits (model size) are errors")
     for p in (md_sub.choices["list"], show, check):
         p.add_argument("--json", action="store_true")
+    export = md_sub.add_parser("export", help="write the network as the chip runs it (quantised) to a NIR file")
+    export.add_argument("model")
+    export.add_argument("--chip", default=None)
+    export.add_argument("-o", "--output", type=Path, required=True, help="NIR file to write")
 
     dv = sub.add_parser("devices", help="list sound input devices")
     dv.add_argument("--json", action="store_true")
 
-    bn = sub.add_parser("bench", help="benchmarks: chip workload W1 and the whole pipeline")
+    bn = sub.add_parser("bench", help="benchmarks: chip workloads, decoders and whole pipelines")
+    bn.add_argument(
+        "suite",
+        nargs="?",
+        default="audio",
+        choices=["audio", "decode", "dvs"],
+        help="audio: W1 on snp + FSDD pipeline + live run; decode: event-file decoders; dvs: W2 on dynapcnn",
+    )
     bn.add_argument("--json", action="store_true")
+    bn.add_argument("--events", type=int, default=20_000_000, help="decode: events per synthetic file")
     bn.add_argument("--data", type=Path, default=None, help="FSDD folder for the pipeline benchmark")
     bn.add_argument("--mqtt", default=None, metavar="URL", help="broker for the pipeline benchmark")
     bn.add_argument("--seconds", type=float, default=60.0, help="W1 stream length")
@@ -109,6 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--json", action="store_true", help="raw JSON lines")
     sb.add_argument("--count", type=int, default=None, help="exit after this many messages")
     sb.add_argument("--timeout", type=float, default=None, help="exit after this many seconds")
+
+    sd = sub.add_parser("send", help="send an event recording as UDP datagrams to a daemon's dvs_udp source")
+    sd.add_argument("path", type=Path, help="event file (any supported format)")
+    sd.add_argument("to", help="host:port of the receiving source")
+    sd.add_argument("--speed", type=_speed, default=1.0, help="'max' (unpaced) or a factor of real time")
+    sd.add_argument("--loop", action="store_true", help="send the file again and again")
+    sd.add_argument("--max-events", type=int, default=4096, help="events per datagram")
 
     sub.add_parser("schema", help="print the JSON Schemas of the MQTT payloads")
     return ap
@@ -158,6 +202,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "devices": _cmd_devices,
         "bench": _cmd_bench,
         "sub": _cmd_sub,
+        "send": _cmd_send,
         "schema": _cmd_schema,
     }[args.command]
     return handler(args)
@@ -185,6 +230,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         mismatch=args.mismatch,
         seed=args.seed,
         readout_mode=args.readout,
+        preprocess=_read_preprocess(args.preprocess) if args.preprocess else None,
+        sensor_size=args.sensor_size,
+        event_format=args.format,
         device=args.device,
         progress=sys.stderr.isatty(),
     )
@@ -198,6 +246,29 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return EXIT_INPUT if summary["skipped_files"] else EXIT_OK
 
 
+def _read_preprocess(path: Path) -> Any:
+    """A TOML file of DVS pre-processing settings, at top level or under [preprocess]."""
+    import tomllib
+
+    from pydantic import ValidationError
+    from sensors.dvs.preprocess import DvsPreprocessConfig
+
+    from runtime.config import ConfigError, format_validation_error
+
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        msg = f"{path}: pre-processing file not found"
+        raise ConfigError(msg) from exc
+    except tomllib.TOMLDecodeError as exc:
+        msg = f"{path}: not valid TOML: {exc}"
+        raise ConfigError(msg) from exc
+    try:
+        return DvsPreprocessConfig.model_validate(data.get("preprocess", data))
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, str(path))) from exc
+
+
 def _print_summary(s: dict[str, Any]) -> None:
     def fmt(v: Any, spec: str = ".3g") -> str:
         return "n/a" if v is None else format(v, spec)
@@ -209,6 +280,12 @@ def _print_summary(s: dict[str, Any]) -> None:
     print(f"  {s['stream_s']:.1f} s of input in {s['wall_s']:.2f} s: {fmt(s['rtf'], '.0f')}x real time")
     print(f"  host latency p50 {fmt(lat['p50'])} ms, p95 {fmt(lat['p95'])} ms, p99 {fmt(lat['p99'])} ms")
     print(f"  chip: {fmt(s['power_mw_mean'])} mW mean, {fmt(s['energy_uj_per_decision'])} uJ per decision")
+    if s.get("events_read") is not None:
+        rate = fmt(s["events_read_per_s_wall"] / 1e6 if s["events_read_per_s_wall"] else None)
+        print(f"  events: {s['events_read']} read ({rate} M/s), {s['chip_input_events']} into the chip")
+    drops = {k: v for k, v in s.get("drops", {}).items() if v}
+    if drops:
+        print("  dropped/repaired: " + ", ".join(f"{k} {v}" for k, v in sorted(drops.items())))
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -228,19 +305,14 @@ def _cmd_models(args: argparse.Namespace) -> int:
         b = load_bundle(args.model)
         data = b.manifest.model_dump(mode="json")
         data["path"] = str(b.path)
-        data["network"] = {
-            "inputs": b.network.n_inputs,
-            "populations": {p.name: p.size for p in b.network.populations},
-            "projections": {
-                p.name: f"{p.source} -> {p.target} {p.weight.shape[0]}x{p.weight.shape[1]}"
-                for p in b.network.projections
-            },
-        }
+        data["network"] = _describe_network(b.network)
         print(json.dumps(data, indent=None if args.json else 2))
         return EXIT_OK
     from runtime.build import prepare
     from runtime.chips.compile import CompileError
 
+    if args.action == "export":
+        return _export(args)
     try:
         prep = prepare(args.model, args.chip, mismatch=None, seed=0, strict=args.strict)
     except CompileError as exc:
@@ -251,20 +323,46 @@ def _cmd_models(args: argparse.Namespace) -> int:
         return EXIT_MODEL
     report = prep.compiled.report
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "fits": True,
-                    "chip": report.chip,
-                    "neurons": report.neurons,
-                    "synapses": report.synapses,
-                    "model_bytes": report.model_bytes,
-                    "warnings": list(report.warnings),
-                }
-            )
-        )
+        print(json.dumps({"fits": True, "chip": report.chip, **report.summary(), "warnings": list(report.warnings)}))
     else:
         print("\n".join(report.lines()))
+    return EXIT_OK
+
+
+def _describe_network(net: Any) -> dict[str, Any]:
+    from models.convnet import ConvNet
+
+    if isinstance(net, ConvNet):
+        return {
+            "input_shape": list(net.input_shape),
+            "layers": {
+                lay.name: f"{'x'.join(map(str, lay.in_shape))} -> conv {lay.kernel[0]}x{lay.kernel[1]} "
+                f"stride {lay.stride[0]} pad {lay.padding[0]} -> {'x'.join(map(str, lay.conv_shape))}"
+                + (f" -> pool {lay.pool} -> {'x'.join(map(str, lay.out_shape))}" if lay.pool > 1 else "")
+                for lay in net.layers
+            },
+        }
+    return {
+        "inputs": net.n_inputs,
+        "populations": {p.name: p.size for p in net.populations},
+        "projections": {
+            p.name: f"{p.source} -> {p.target} {p.weight.shape[0]}x{p.weight.shape[1]}" for p in net.projections
+        },
+    }
+
+
+def _export(args: argparse.Namespace) -> int:
+    from models.network import ModelError
+    from models.nir_conv import write_convnet
+    from runtime.build import prepare
+    from runtime.chips.dynapcnn import CompiledConv
+
+    prep = prepare(args.model, args.chip, mismatch=None, seed=0, strict=False)
+    if not isinstance(prep.compiled, CompiledConv):
+        msg = f"model {prep.bundle.ident}: export of the quantised network is for convolutional chips (dynapcnn)"
+        raise ModelError(msg)
+    write_convnet(prep.compiled.quantised_net(), args.output, metadata={"chip": prep.compiled.profile.name})
+    print(f"wrote {args.output}: {prep.bundle.ident} as {prep.compiled.profile.name} runs it (integer weights)")
     return EXIT_OK
 
 
@@ -285,6 +383,18 @@ def _cmd_devices(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from runtime.bench import run_bench
 
+    if args.suite == "decode":
+        from sensors.dvs.decode_bench import bench_decode
+
+        out: Any = bench_decode(n_events=args.events, repeat=args.repeat)
+        print(json.dumps(out, indent=None if args.json else 2))
+        return EXIT_OK
+    if args.suite == "dvs":
+        from runtime.bench_dvs import run_bench_dvs
+
+        out = run_bench_dvs(seconds=args.seconds if args.seconds != 60.0 else 10.0, repeats=args.repeat)
+        print(json.dumps(out, indent=None if args.json else 2))
+        return EXIT_OK
     result = run_bench(
         seconds=args.seconds,
         data=args.data,
@@ -303,6 +413,20 @@ def _cmd_sub(args: argparse.Namespace) -> int:
 
     cfg = MqttConfig(url=args.url, prefix=args.prefix)
     return asyncio.run(subscribe_and_print(cfg, args.device, sys.stdout, args.json, args.count, args.timeout))
+
+
+def _cmd_send(args: argparse.Namespace) -> int:
+    from runtime.config import ConfigError
+    from sensors.dvs.udp import send_file
+
+    host, sep, port = args.to.rpartition(":")
+    if not sep or not port.isdigit():
+        msg = f"send: destination must be host:port, got {args.to!r}"
+        raise ConfigError(msg)
+    speed = None if args.speed == "max" else float(args.speed)
+    sent = asyncio.run(send_file(args.path, host, int(port), speed=speed, max_events=args.max_events, loop=args.loop))
+    print(f"sent {sent} datagrams to {host}:{port}", file=sys.stderr)
+    return EXIT_OK
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:

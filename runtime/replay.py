@@ -15,8 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from sensors.dvs.preprocess import DvsPreprocessConfig
+
+from models.bundle import read_manifest, resolve
 from runtime.build import build_pipeline, read_labels
-from runtime.config import AudioFileSourceConfig, MqttConfig, PipelineConfig, ReadoutConfig
+from runtime.config import AudioFileSourceConfig, DvsFileSourceConfig, MqttConfig, PipelineConfig, ReadoutConfig
 from runtime.contract import Classification
 from runtime.pipeline import status_payload
 from runtime.readout import Decision
@@ -37,6 +40,10 @@ class ReplayOptions:
     seed: int = 0
     readout_mode: Literal["auto", "stream", "utterance", "window"] = "auto"
     block_ms: float | None = None
+    preprocess: DvsPreprocessConfig | None = None
+    """Event files: the DVS front end's settings (default: the model's)."""
+    sensor_size: tuple[int, int] | None = None
+    event_format: str = "auto"
     device: str = "replay"
     progress: bool = False
     sinks: list[Sink] = field(default_factory=list)
@@ -59,12 +66,27 @@ def _progress(n_done: int, n_files: int, t0: float) -> None:
     sys.stderr.flush()
 
 
+def _source_config(opts: ReplayOptions, block_ms: float) -> AudioFileSourceConfig | DvsFileSourceConfig:
+    """The file source the model's modality needs."""
+    modality = read_manifest(resolve(opts.model) / "manifest.toml").model.modality
+    if modality == "dvs":
+        return DvsFileSourceConfig(
+            paths=list(opts.paths),
+            speed=opts.speed,
+            block_ms=block_ms,
+            preprocess=opts.preprocess,
+            sensor_size=opts.sensor_size,
+            format=opts.event_format,
+        )
+    return AudioFileSourceConfig(paths=list(opts.paths), speed=opts.speed, block_ms=block_ms)
+
+
 async def replay(opts: ReplayOptions) -> dict[str, Any]:
     labels = read_labels(opts.labels_csv, opts.label_column) if opts.labels_csv else None
     block_ms = opts.block_ms or (100.0 if opts.speed == "max" else 20.0)
     cfg = PipelineConfig(
         name="replay",
-        source=AudioFileSourceConfig(paths=list(opts.paths), speed=opts.speed, block_ms=block_ms),
+        source=_source_config(opts, block_ms),
         model=opts.model,
         chip=opts.chip,
         mismatch=opts.mismatch,
@@ -126,7 +148,7 @@ def _summary(
     return {
         "model": pipeline.info.model,
         "chip": pipeline.info.chip,
-        "mismatch": pipeline.chip.compiled.report.mismatch,
+        "mismatch": bool(getattr(pipeline.chip.compiled.report, "mismatch", False)),
         "files": int(source.n_files) - int(source.skipped_files),
         "skipped_files": int(source.skipped_files),
         "errors": [str(e) for e in source.errors],
@@ -141,6 +163,11 @@ def _summary(
         "latency_ms": {"p50": lat.p50, "p95": lat.p95, "p99": lat.p99},
         "energy_uj_per_decision": tally.energy_uj / total.decisions if total.decisions else None,
         "power_mw_mean": total.energy_uj / stream_s * 1e-3 if stream_s > 0 else None,
+        "events_read": getattr(source, "events_read", None),
+        "events_read_per_s_wall": getattr(source, "events_read", 0) / wall_s if wall_s > 0 else None,
+        "chip_input_events": total.input_events,
+        "chip_input_events_per_s_wall": total.input_events / wall_s if wall_s > 0 else None,
+        "drops": pipeline.drops(),
         "sops_per_s": total.sops / stream_s if stream_s > 0 else None,
         "spikes_per_s": total.spikes / stream_s if stream_s > 0 else None,
         "sinks": {s.name: {"delivered": s.stats().delivered, "dropped": s.stats().dropped} for s in sinks},

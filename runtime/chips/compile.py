@@ -24,7 +24,7 @@ from runtime.chips.crossbar_kernel import (
     P_REST,
     P_THETA,
 )
-from runtime.chips.profile import ChipProfile, Sourced
+from runtime.chips.profile import CrossbarProfile, Sourced
 
 
 class CompileError(ValueError):
@@ -63,6 +63,15 @@ class CompileReport:
     mismatch: bool
     seed: int
 
+    def summary(self) -> dict[str, int]:
+        """Resource totals for ``models check --json``."""
+        return {
+            "neurons": self.neurons,
+            "synapses": self.synapses,
+            "inputs": self.inputs,
+            "model_bytes": self.model_bytes,
+        }
+
     def lines(self) -> list[str]:
         out = [
             f"chip {self.chip}: {self.neurons} neurons, {self.synapses} synapses, {self.inputs} inputs, "
@@ -81,7 +90,7 @@ class CompileReport:
 class Compiled:
     """Arrays the kernel runs on, plus what the rest of the runtime needs to know."""
 
-    profile: ChipProfile
+    profile: CrossbarProfile
     W: npt.NDArray[np.float32]
     """Crossbar, shape (n_in + N, N): row = source (input channel, then neuron), column = target."""
     fanout: npt.NDArray[np.int64]
@@ -108,7 +117,7 @@ def _quantise(w: npt.NDArray[np.float64], bits: int) -> tuple[npt.NDArray[np.flo
 
 
 def compile_network(
-    net: Network, profile: ChipProfile, *, mismatch: bool | None = None, seed: int = 0, strict: bool = False
+    net: Network, profile: CrossbarProfile, *, mismatch: bool | None = None, seed: int = 0, strict: bool = False
 ) -> Compiled:
     lim = profile.limits
     problems: list[str] = []
@@ -212,7 +221,7 @@ def compile_network(
 
 
 def _neuron_params(
-    net: Network, profile: ChipProfile, tick_us: int, mismatch: bool, seed: int, W: npt.NDArray[np.float64]
+    net: Network, profile: CrossbarProfile, tick_us: int, mismatch: bool, seed: int, W: npt.NDArray[np.float64]
 ) -> npt.NDArray[np.float32]:
     cat = {
         f: np.concatenate([getattr(p, f) for p in net.populations])

@@ -1,6 +1,8 @@
 """Chip profiles: limits, precision and energy constants as data, each with its provenance.
 
-A profile is a TOML file validated against ``ChipProfile``; the built-in ones live in
+A profile is a TOML file validated against one of the ``ChipProfile`` models, chosen by its
+``kernel`` field: ``CrossbarProfile`` (``cuba_lif_crossbar``, e.g. ``snp``) or
+``ConvCoreProfile`` (``iaf_conv_cores``, e.g. ``dynapcnn``). The built-in ones live in
 ``runtime/chips/profiles/``. A user's file with the same schema describes a new chip (or a
 variant with other limits) without a code change: ``--chip path/to/mychip.toml``.
 """
@@ -10,11 +12,11 @@ from __future__ import annotations
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from runtime.config import ConfigError, format_validation_error
+from runtime.config import ConfigError
 
 Provenance = Literal["seed datasheet", "vendor simulator", "paper", "assumed"]
 
@@ -61,7 +63,7 @@ class Mismatch(_Model):
     tau_sigma: Sourced = Field(description="Relative std of each neuron's time constants.")
 
 
-class ChipProfile(_Model):
+class CrossbarProfile(_Model):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     title: str
     kernel: Literal["cuba_lif_crossbar"] = Field(description="Which emulator kernel runs it.")
@@ -73,6 +75,60 @@ class ChipProfile(_Model):
     mismatch: Mismatch
 
 
+class Core(_Model):
+    kernel_memory: Sourced = Field(description="Kernel (weight) memory entries of this core.")
+    neuron_memory: Sourced = Field(description="Neuron (state) memory entries of this core.")
+
+
+class Choices(_Model):
+    """A set of allowed values and where it comes from."""
+
+    values: tuple[int, ...] = Field(min_length=1)
+    source: Provenance
+    note: str = ""
+
+
+class ConvLimits(_Model):
+    kernel_size: Sourced = Field(description="Largest square kernel side.")
+    strides: Choices = Field(description="Allowed strides (each axis).")
+    padding: Sourced = Field(description="Largest padding (each axis).")
+    output_map: Sourced = Field(description="Largest side of a core's neuron map (before pooling).")
+    channels: Sourced = Field(description="Most output channels (features) of one core.")
+    destinations: Sourced = Field(description="Destination cores one core can send to.")
+    readout_classes: Sourced = Field(description="Most classes the last layer may output.")
+    pools: Choices = Field(description="Allowed sum-pool sizes.")
+    input_size: Sourced = Field(description="Largest side of the DVS input map.")
+    input_channels: Sourced = Field(description="Most input (polarity) channels.")
+
+
+class ConvPrecision(_Model):
+    weight_bits: Sourced = Field(description="Signed weight width; levels are -(2^(b-1)-1)..2^(b-1)-1.")
+    state_bits: Sourced = Field(description="Signed neuron state width; the state saturates at its range.")
+    state_floor: Sourced = Field(description="Lowest state (the floor used when a layer sets none).")
+
+
+class ConvTiming(_Model):
+    step_us: Sourced = Field(description="Events whose timestamps fall in the same step are processed together.")
+    layer_latency_us: Sourced = Field(description="Latency added by each core an event crosses.")
+
+
+class ConvCoreProfile(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    title: str
+    kernel: Literal["iaf_conv_cores"] = Field(description="Which emulator kernel runs it.")
+    neuron_model: str
+    cores: tuple[Core, ...] = Field(min_length=1)
+    limits: ConvLimits
+    precision: ConvPrecision
+    timing: ConvTiming
+    energy: Energy
+
+
+ChipProfile = Annotated[CrossbarProfile | ConvCoreProfile, Field(discriminator="kernel")]
+"""Any chip profile; ``kernel`` says which model (and which emulator) applies."""
+
+_ADAPTER: TypeAdapter[CrossbarProfile | ConvCoreProfile] = TypeAdapter(ChipProfile)
+_KERNELS = ("cuba_lif_crossbar", "iaf_conv_cores")
 _BUILTIN = resources.files("runtime.chips") / "profiles"
 
 
@@ -93,9 +149,25 @@ def load_profile(name_or_path: str) -> ChipProfile:
         text = path.read_text(encoding="utf-8")
         origin = str(path)
     try:
-        return ChipProfile.model_validate(tomllib.loads(text))
+        return _ADAPTER.validate_python(tomllib.loads(text))
     except tomllib.TOMLDecodeError as exc:
         msg = f"{origin}: not valid TOML: {exc}"
         raise ConfigError(msg) from exc
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, origin)) from exc
+        raise ConfigError(_format(exc, origin)) from exc
+
+
+def _format(exc: ValidationError, origin: str) -> str:
+    # The union puts the kernel tag in front of every path ("iaf_conv_cores.limits..."):
+    # drop it, the user's file has no such level.
+    lines = [f"{origin}: {exc.error_count()} problem(s)"]
+    for err in exc.errors():
+        loc: tuple[Any, ...] = err["loc"]
+        if loc and loc[0] in _KERNELS:
+            loc = loc[1:]
+        msg = err["msg"]
+        if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            loc, msg = ("kernel",), f"must be one of {', '.join(repr(k) for k in _KERNELS)}"
+        path = ".".join(str(p) for p in loc) or "(top level)"
+        lines.append(f"  {path}: {msg}")
+    return "\n".join(lines)

@@ -1,0 +1,187 @@
+"""A running ``dynapcnn`` chip: state, clock, counters and energy over the compiled layers.
+
+``run`` is pure CPU work on numpy arrays (the kernel releases the GIL); the pipeline calls
+it from a worker thread. One instance serves one stream at a time; ``reset`` starts a new
+stream at stream time 0.
+
+A step is processed only once it is complete: events of a step that a batch's ``t_end_us``
+cuts in two wait for the next batch, so results never depend on how a stream is split.
+With the default 1 us step every step of a batch is complete. Output spikes carry the
+time of the start of their step (the input event's own time at 1 us steps); the chip's
+latency is reported separately (``latency_us``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from runtime.chips.base import ChipResult, ChipStats
+from runtime.chips.dynapcnn.compile import CompiledConv
+from runtime.chips.dynapcnn.kernel import (
+    C_INPUT_EVENTS,
+    C_LAYER_SPIKES,
+    C_N_OUT,
+    C_SOPS,
+    C_SPIKES,
+    C_UPDATES,
+    run_conv,
+)
+from runtime.chips.dynapcnn.layout import P_VOFF, build_layout, padded
+from sensors.blocks import SpikeBatch
+
+_EMPTY_T = np.empty(0, np.int64)
+_EMPTY_CH = np.empty(0, np.int32)
+
+
+class DynapcnnChip:
+    def __init__(self, compiled: CompiledConv) -> None:
+        self.compiled = compiled
+        self.layout = build_layout(compiled)
+        e = compiled.profile.energy
+        self._static_mw = e.static_mw.value
+        self._sop_uj = e.sop_pj.value * 1e-6
+        self._update_uj = e.update_pj.value * 1e-6
+        self._spike_uj = e.spike_pj.value * 1e-6
+        self._bufs = np.zeros((8, self.layout.buffer), np.int64)
+        last = compiled.layers[-1]
+        f, fy, fx = last.conv_shape
+        self._out = np.zeros((3, max(4096, 4 * f * fy * fx)), np.int64)
+        self._last_off = int(self.layout.LP[-1, P_VOFF])
+        self._last_shape = (fy, fx, f, padded(f))
+        self._last_pool = last.pool
+        self._last_scale = last.scale
+        self.reset()
+
+    @property
+    def name(self) -> str:
+        return self.compiled.profile.name
+
+    @property
+    def latency_us(self) -> float:
+        return self.compiled.latency_us
+
+    @property
+    def n_inputs(self) -> int:
+        return self.compiled.n_in
+
+    @property
+    def n_outputs(self) -> int:
+        return self.compiled.n_out
+
+    def reset(self) -> None:
+        """Fresh state at stream time 0: a new file must not inherit the previous one's state."""
+        lay = self.layout
+        self.V = np.zeros(lay.n_states, np.int32)
+        self._flags = np.zeros(lay.n_positions, np.uint8)
+        self._touched = np.zeros(lay.n_positions, np.int32)
+        self.C = np.zeros(C_LAYER_SPIKES + len(self.compiled.layers), np.int64)
+        self._pending_t = _EMPTY_T
+        self._pending_ch = _EMPTY_CH
+        self._t_us = 0
+
+    @property
+    def layer_spikes(self) -> list[int]:
+        """Spikes per layer since the last ``reset``."""
+        return [int(x) for x in self.C[C_LAYER_SPIKES:]]
+
+    def layer_state(self, index: int) -> npt.NDArray[np.int32]:
+        """Layer ``index``'s neuron states as (f, fy, fx) integers (a copy)."""
+        lay = self.compiled.layers[index]
+        f, fy, fx = lay.conv_shape
+        fp = padded(f)
+        off = int(self.layout.LP[index, P_VOFF])
+        return self.V[off : off + fp * fy * fx].reshape(fy, fx, fp)[:, :, :f].transpose(2, 0, 1).copy()
+
+    def run(self, batch: SpikeBatch) -> ChipResult:
+        c = self.compiled
+        t_us, ch = batch.t_us, batch.ch
+        if len(self._pending_t):
+            t_us = np.concatenate((self._pending_t, t_us))
+            ch = np.concatenate((self._pending_ch, ch.astype(np.int32, copy=False)))
+        step = c.step_us
+        t_done = (max(batch.t_end_us, self._t_us) // step) * step
+        before = self.C.copy()
+        lay = self.layout
+        drained: list[npt.NDArray[np.int64]] = []
+        pos = 0
+        while True:
+            pos, status = run_conv(
+                t_us,
+                ch,
+                pos,
+                t_done,
+                step,
+                lay.LP,
+                lay.W,
+                self.V,
+                self._flags,
+                self._touched,
+                lay.pool_y,
+                lay.pool_x,
+                lay.rows_n,
+                lay.rows_o,
+                lay.rows_k,
+                lay.cols_n,
+                lay.cols_o,
+                lay.cols_k,
+                self._bufs,
+                self._out,
+                self.C,
+            )
+            if status == 2:
+                msg = (
+                    f"{batch.stream}: event at t={t_us[pos]} us has channel {ch[pos]}, "
+                    f"the chip has inputs 0..{c.n_in - 1} ({'x'.join(map(str, c.input_shape))})"
+                )
+                raise ValueError(msg)
+            n = int(self.C[C_N_OUT])
+            if n:
+                drained.append(self._out[:, :n].copy())
+                self.C[C_N_OUT] = 0
+            if status == 0:
+                break
+        self._pending_t, self._pending_ch = t_us[pos:].copy(), ch[pos:].copy()
+        return ChipResult(*_spikes(drained), self._stats(batch, before))
+
+    def _stats(self, batch: SpikeBatch, before: npt.NDArray[np.int64]) -> ChipStats:
+        d = (self.C - before).tolist()
+        t0 = self._t_us
+        if batch.t_end_us > t0:
+            self._t_us = batch.t_end_us
+        elapsed = self._t_us - t0
+        ticks = max(1, elapsed // self.compiled.step_us) if elapsed > 0 else 0
+        static_uj = self._static_mw * elapsed * 1e-3
+        sops, updates, spikes = d[C_SOPS], d[C_UPDATES], d[C_SPIKES]
+        dynamic_uj = sops * self._sop_uj + updates * self._update_uj + spikes * self._spike_uj
+        return ChipStats(
+            t0,
+            self._t_us,
+            d[C_INPUT_EVENTS],
+            sops,
+            updates,
+            spikes,
+            ticks,
+            static_uj + dynamic_uj,
+            static_uj,
+            self.compiled.latency_us,
+            np.zeros(self.compiled.n_out),
+            self._readout_state(),
+        )
+
+    def _readout_state(self) -> npt.NDArray[np.float64]:
+        """Each class's state in the trained network's units (max over its pooling window)."""
+        fy, fx, f, fp = self._last_shape
+        p = self._last_pool
+        v = self.V[self._last_off : self._last_off + fy * fx * fp].reshape(fy, fx, fp)[:p, :p, :f]
+        return v.reshape(-1, f).max(axis=0).astype(np.float64) * self._last_scale
+
+
+def _spikes(drained: list[npt.NDArray[np.int64]]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]:
+    """Output entries (time, class, count) -> one spike per count, ordered by time then class."""
+    if not drained:
+        return _EMPTY_T, _EMPTY_CH
+    out = drained[0] if len(drained) == 1 else np.concatenate(drained, axis=1)
+    order = np.lexsort((out[1], out[0]))
+    t, cls, n = out[0, order], out[1, order], out[2, order]
+    return np.repeat(t, n), np.repeat(cls.astype(np.int32), n)
