@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from sensors.dvs.preprocess import DvsPreprocessConfig
-
 from models.bundle import read_manifest, resolve
 from runtime.build import build_pipeline, read_labels
 from runtime.config import AudioFileSourceConfig, DvsFileSourceConfig, MqttConfig, PipelineConfig, ReadoutConfig
@@ -25,6 +23,7 @@ from runtime.pipeline import status_payload
 from runtime.readout import Decision
 from runtime.sinks.base import Sink
 from runtime.telemetry import percentiles
+from sensors.dvs.preprocess import DvsPreprocessConfig
 
 
 @dataclass

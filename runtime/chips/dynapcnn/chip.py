@@ -47,10 +47,16 @@ class DynapcnnChip:
         last = compiled.layers[-1]
         f, fy, fx = last.conv_shape
         self._out = np.zeros((3, max(4096, 4 * f * fy * fx)), np.int64)
-        self._last_off = int(self.layout.LP[-1, P_VOFF])
-        self._last_shape = (fy, fx, f, padded(f))
-        self._last_pool = last.pool
-        self._last_scale = last.scale
+        self._ordered = fy * fx == 1
+        # Readout: each class's state, max over the last layer's pooling window (the top-left
+        # pool x pool positions: the only window of a 1x1 output), as flat indices into V.
+        off, fp, p = int(self.layout.LP[-1, P_VOFF]), padded(f), last.pool
+        win = [off + (y * fx + x) * fp for y in range(p) for x in range(p)]
+        self._ro_first = win[0]
+        self._ro_idx = np.array(win)[:, None] + np.arange(f)[None, :]
+        self._ro_scale = last.scale
+        self._zeros = np.zeros(compiled.n_out)
+        self._zeros.flags.writeable = False
         self.reset()
 
     @property
@@ -101,7 +107,7 @@ class DynapcnnChip:
             ch = np.concatenate((self._pending_ch, ch.astype(np.int32, copy=False)))
         step = c.step_us
         t_done = (max(batch.t_end_us, self._t_us) // step) * step
-        before = self.C.copy()
+        self.C[:C_N_OUT] = 0  # per-call counters; the per-layer spike totals run on
         lay = self.layout
         drained: list[npt.NDArray[np.int64]] = []
         pos = 0
@@ -141,11 +147,14 @@ class DynapcnnChip:
                 self.C[C_N_OUT] = 0
             if status == 0:
                 break
-        self._pending_t, self._pending_ch = t_us[pos:].copy(), ch[pos:].copy()
-        return ChipResult(*_spikes(drained), self._stats(batch, before))
+        if pos < len(t_us):
+            self._pending_t, self._pending_ch = t_us[pos:].copy(), ch[pos:].copy()
+        elif len(self._pending_t):
+            self._pending_t, self._pending_ch = _EMPTY_T, _EMPTY_CH
+        return ChipResult(*_spikes(drained, self._ordered), self._stats(batch))
 
-    def _stats(self, batch: SpikeBatch, before: npt.NDArray[np.int64]) -> ChipStats:
-        d = (self.C - before).tolist()
+    def _stats(self, batch: SpikeBatch) -> ChipStats:
+        d = self.C[:C_N_OUT].tolist()
         t0 = self._t_us
         if batch.t_end_us > t0:
             self._t_us = batch.t_end_us
@@ -165,23 +174,28 @@ class DynapcnnChip:
             static_uj + dynamic_uj,
             static_uj,
             self.compiled.latency_us,
-            np.zeros(self.compiled.n_out),
+            self._zeros,
             self._readout_state(),
         )
 
     def _readout_state(self) -> npt.NDArray[np.float64]:
         """Each class's state in the trained network's units (max over its pooling window)."""
-        fy, fx, f, fp = self._last_shape
-        p = self._last_pool
-        v = self.V[self._last_off : self._last_off + fy * fx * fp].reshape(fy, fx, fp)[:p, :p, :f]
-        return v.reshape(-1, f).max(axis=0).astype(np.float64) * self._last_scale
+        idx = self._ro_idx
+        # A 1x1 map without pooling (the usual last layer) is a plain slice: no fancy indexing.
+        one = idx.shape[0] == 1
+        v = self.V[self._ro_first : self._ro_first + idx.shape[1]] if one else self.V[idx].max(axis=0)
+        return v.astype(np.float64) * self._ro_scale
 
 
-def _spikes(drained: list[npt.NDArray[np.int64]]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]:
-    """Output entries (time, class, count) -> one spike per count, ordered by time then class."""
+def _spikes(drained: list[npt.NDArray[np.int64]], ordered: bool) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]:
+    """Output entries (time, class, count) -> one spike per count, ordered by time then class.
+
+    ``ordered``: the last layer has a single position, so its entries already come in that
+    order (steps in time order, classes in channel order within a step); else sort.
+    """
     if not drained:
         return _EMPTY_T, _EMPTY_CH
     out = drained[0] if len(drained) == 1 else np.concatenate(drained, axis=1)
-    order = np.lexsort((out[1], out[0]))
-    t, cls, n = out[0, order], out[1, order], out[2, order]
-    return np.repeat(t, n), np.repeat(cls.astype(np.int32), n)
+    if not ordered:
+        out = out[:, np.lexsort((out[1], out[0]))]
+    return np.repeat(out[0], out[2]), np.repeat(out[1].astype(np.int32), out[2])

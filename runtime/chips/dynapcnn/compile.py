@@ -212,7 +212,7 @@ def _quantise(lay: ConvLayer, profile: ConvCoreProfile) -> tuple[I32, int, int, 
 def _warnings(net: ConvNet) -> list[str]:
     out: list[str] = []
     for lay in net.layers:
-        f, fy, fx = lay.conv_shape
+        _, fy, fx = lay.conv_shape
         if fy % lay.pool or fx % lay.pool:
             out.append(
                 f"layer {lay.name}: output map {fy}x{fx} is not a multiple of pool {lay.pool}; "

@@ -5,9 +5,9 @@ One array per role, all layers concatenated, with per-layer offsets in ``LP`` (i
 
 * weights ``W`` int32, per layer ``[c][ky][kx][f]``, and state ``V`` int32, per layer
   ``[oy][ox][f]``: the ``f`` values one input event adds to one output position are
-  contiguous, so the kernel's innermost loops vectorise. ``f`` is padded to a multiple of
-  ``LANES`` (zero weights, so padded neurons stay at 0 and never spike): whole vectors, no
-  scalar remainder;
+  contiguous. ``f`` is padded to a multiple of ``LANES`` (zero weights, so padded neurons
+  stay at 0 and never spike) and the kernel handles each group of ``LANES`` channels as one
+  vector operation (``simd``);
 * fan-out tables per input row ``y``: the output rows ``oy`` it reaches and the kernel row
   ``ky`` that connects them (``oy * sy - py + ky = y``), padding and map edges already cut;
   the same per input column. An event's fan-out is their product, so no bounds test runs
@@ -23,8 +23,8 @@ import numpy as np
 import numpy.typing as npt
 
 from runtime.chips.dynapcnn.compile import ChipLayer, CompiledConv
+from runtime.chips.dynapcnn.simd import LANES
 
-LANES = 8
 (P_C, P_H, P_W, P_F, P_FP, P_HO, P_WO, P_K, P_POOL, P_HP, P_WP, P_THETA, P_VMIN) = range(13)
 (P_WOFF, P_VOFF, P_POFF, P_ROFF, P_COFF) = range(13, 18)
 P_SIZE = 18

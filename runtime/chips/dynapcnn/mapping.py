@@ -26,11 +26,11 @@ def ceil_log2(n: int) -> int:
 
 
 def kernel_memory(in_channels: int, ky: int, kx: int, out_channels: int) -> int:
-    return in_channels * 2 ** (ceil_log2(kx * ky) + ceil_log2(out_channels))
+    return in_channels << (ceil_log2(kx * ky) + ceil_log2(out_channels))
 
 
 def neuron_memory(out_channels: int, fy: int, fx: int) -> int:
-    return out_channels * 2 ** (ceil_log2(fy) + ceil_log2(fx))
+    return out_channels << (ceil_log2(fy) + ceil_log2(fx))
 
 
 @dataclass(frozen=True, slots=True)
