@@ -38,6 +38,7 @@ from runtime.config import (
 from runtime.pipeline import Encoder, OnDecision, Pipeline, PipelineInfo
 from runtime.readout import Mode, Readout, ReadoutSettings
 from runtime.sinks.base import Sink
+from sensors.address import parse_host_port
 from sensors.audio.encoder import AudioEncoder, AudioEncoderConfig
 from sensors.dvs.frontend import DvsFrontEnd, check_sensor
 from sensors.dvs.preprocess import DvsPreprocessConfig
@@ -206,9 +207,9 @@ def _source_and_encoder(
         if isinstance(src, DvsUdpSourceConfig):
             from sensors.dvs.udp import UdpEventSource
 
-            host, _, port = src.listen.rpartition(":")
+            host, port = parse_host_port(src.listen, min_port=0)
             udp = UdpEventSource(
-                host, int(port), block_ms=src.block_ms, queue_blocks=src.queue_blocks, idle_flush_ms=src.idle_flush_ms
+                host, port, block_ms=src.block_ms, queue_blocks=src.queue_blocks, idle_flush_ms=src.idle_flush_ms
             )
             return udp, front, udp.stream
         if isinstance(src, DvsCameraSourceConfig):

@@ -251,9 +251,9 @@ def _read_preprocess(path: Path) -> Any:
     import tomllib
 
     from pydantic import ValidationError
-    from sensors.dvs.preprocess import DvsPreprocessConfig
 
     from runtime.config import ConfigError, format_validation_error
+    from sensors.dvs.preprocess import DvsPreprocessConfig
 
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -417,14 +417,16 @@ def _cmd_sub(args: argparse.Namespace) -> int:
 
 def _cmd_send(args: argparse.Namespace) -> int:
     from runtime.config import ConfigError
+    from sensors.address import parse_host_port
     from sensors.dvs.udp import send_file
 
-    host, sep, port = args.to.rpartition(":")
-    if not sep or not port.isdigit():
-        msg = f"send: destination must be host:port, got {args.to!r}"
-        raise ConfigError(msg)
+    try:
+        host, port = parse_host_port(args.to)
+    except ValueError as exc:
+        msg = f"send: destination {exc}"
+        raise ConfigError(msg) from exc
     speed = None if args.speed == "max" else float(args.speed)
-    sent = asyncio.run(send_file(args.path, host, int(port), speed=speed, max_events=args.max_events, loop=args.loop))
+    sent = asyncio.run(send_file(args.path, host, port, speed=speed, max_events=args.max_events, loop=args.loop))
     print(f"sent {sent} datagrams to {host}:{port}", file=sys.stderr)
     return EXIT_OK
 

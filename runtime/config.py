@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from sensors.address import parse_host_port
 from sensors.dvs.preprocess import DvsPreprocessConfig
 
 
@@ -127,10 +128,7 @@ class DvsUdpSourceConfig(_Model):
     @field_validator("listen")
     @classmethod
     def _host_port(cls, v: str) -> str:
-        host, sep, port = v.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            msg = f"must be host:port, got {v!r}"
-            raise ValueError(msg)
+        parse_host_port(v, min_port=0)
         return v
 
 
@@ -160,10 +158,7 @@ class DvsCameraSourceConfig(_Model):
         if info.data.get("camera") is not None:
             msg = f"set either camera ({info.data['camera']!r}) or network ({v!r}), not both"
             raise ValueError(msg)
-        host, sep, port = v.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
-            msg = f"must be host:port, got {v!r}"
-            raise ValueError(msg)
+        parse_host_port(v)
         return v
 
 

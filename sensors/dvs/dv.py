@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from sensors.address import parse_host_port
 from sensors.blocks import EVENT_DTYPE, EventBlock, InputError
 from sensors.dvs.slicer import EventSlicer
 
@@ -57,16 +58,6 @@ def import_dv() -> ModuleType:
     except ImportError as exc:
         msg = f"DVS camera input needs the optional package dv-processing ({exc}); install it with `{INSTALL_HINT}`"
         raise InputError(msg) from exc
-
-
-def parse_host_port(address: str) -> tuple[str, int]:
-    """``host:port`` (``[v6]:port`` too) -> ``(host, port)``; ``ValueError`` says what is wrong."""
-    host, sep, port = address.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
-        msg = f"must be host:port with a port in 1..65535, got {address!r}"
-        raise ValueError(msg)
-    return host, int(port)
 
 
 def events_from_dv(batch: npt.NDArray[np.void]) -> npt.NDArray[np.void]:
