@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from models.convnet import ConvNet
 from models.network import ModelError, Network
-from models.nir_conv import is_conv_graph, read_convnet
-from models.nir_io import read_network
+from models.nir_conv import graph_is_conv, graph_to_convnet
+from models.nir_io import check_graph_types, graph_to_network, read_graph
 
 
 class _Model(BaseModel):
@@ -114,9 +114,11 @@ def load_bundle(name_or_path: str) -> Bundle:
     root = resolve(name_or_path)
     manifest = read_manifest(root / "manifest.toml")
     model = root / "model.nir"
-    if manifest.model.modality == "dvs" or is_conv_graph(model):
-        return Bundle(root, manifest, _checked_convnet(root, model, len(manifest.labels)))
-    network = read_network(model)
+    graph = read_graph(model, type_check=False)  # read once; dense graphs are type-checked below
+    if manifest.model.modality == "dvs" or graph_is_conv(graph):
+        return Bundle(root, manifest, _checked_convnet(root, graph_to_convnet(graph, str(model)), len(manifest.labels)))
+    check_graph_types(graph, model)
+    network = graph_to_network(graph, str(model))
     n_out = network.population(network.output).size
     if n_out != len(manifest.labels):
         msg = f"{root}: the output population has {n_out} neurons but the manifest lists {len(manifest.labels)} labels"
@@ -124,11 +126,10 @@ def load_bundle(name_or_path: str) -> Bundle:
     return Bundle(root, manifest, network)
 
 
-def _checked_convnet(root: Path, model: Path, n_labels: int) -> ConvNet:
-    net = read_convnet(model)
+def _checked_convnet(root: Path, net: ConvNet, n_labels: int) -> ConvNet:
     out = net.layers[-1].out_shape
     if out[1:] != (1, 1):
-        msg = f"{model}: the last layer outputs a {out} map; a classifier's must be (classes, 1, 1)"
+        msg = f"{root / 'model.nir'}: the last layer outputs a {out} map; a classifier's must be (classes, 1, 1)"
         raise ModelError(msg)
     if net.n_outputs != n_labels:
         msg = f"{root}: the last layer has {net.n_outputs} output channels but the manifest lists {n_labels} labels"

@@ -37,23 +37,12 @@ import numpy as np
 
 from models.convnet import F64, ConvLayer, ConvNet, Shape3
 from models.network import ModelError
+from models.nir_io import edge_lists, read_graph
 
 SUPPORTED = "Input, Output, Conv2d, SumPool2d, IF, Flatten, Affine (zero bias), Linear"
 CHAIN = "conv chips take one chain Input -> Conv2d -> IF -> [SumPool2d] -> ... -> Output"
 _ALLOWED = (nir.Input, nir.Output, nir.Conv2d, nir.SumPool2d, nir.IF, nir.Flatten, nir.Affine, nir.Linear)
 _CONV_ONLY = (nir.Conv2d, nir.SumPool2d, nir.IF, nir.Flatten)
-
-
-def read_graph(path: Path) -> nir.NIRGraph:
-    """Read a NIR file without nir's type inference (it rejects sinabs' placeholder shapes)."""
-    try:
-        return nir.read(str(path), type_check=False)
-    except FileNotFoundError as exc:
-        msg = f"{path}: model file not found"
-        raise ModelError(msg) from exc
-    except Exception as exc:  # h5py and nir raise many types for a broken file
-        msg = f"{path}: not a readable NIR file ({type(exc).__name__}: {exc})"
-        raise ModelError(msg) from exc
 
 
 def graph_is_conv(graph: nir.NIRGraph) -> bool:
@@ -62,7 +51,7 @@ def graph_is_conv(graph: nir.NIRGraph) -> bool:
 
 
 def is_conv_graph(path: Path) -> bool:
-    return graph_is_conv(read_graph(path))
+    return graph_is_conv(read_graph(path, type_check=False))
 
 
 def _fail(origin: str, name: str, problem: str) -> ModelError:
@@ -277,14 +266,7 @@ def _chain(graph: nir.NIRGraph, origin: str) -> list[str]:
     if len(inputs) != 1:
         msg = f"{origin}: needs exactly one Input node, found {len(inputs)} ({CHAIN})"
         raise ModelError(msg)
-    succ: dict[str, list[str]] = {}
-    pred: dict[str, list[str]] = {}
-    for a, b in graph.edges:
-        if a not in nodes or b not in nodes:
-            msg = f"{origin}: edge {a!r} -> {b!r} names a node that does not exist"
-            raise ModelError(msg)
-        succ.setdefault(a, []).append(b)
-        pred.setdefault(b, []).append(a)
+    pred, succ = edge_lists(graph, origin)
     for name in nodes:
         for what, links in (("inputs", pred.get(name, [])), ("outputs", succ.get(name, []))):
             if len(links) > 1:
@@ -329,7 +311,8 @@ def graph_to_convnet(graph: nir.NIRGraph, origin: str = "graph") -> ConvNet:
 
 
 def read_convnet(path: Path) -> ConvNet:
-    return graph_to_convnet(read_graph(path), origin=str(path))
+    # Unchecked: nir's type inference rejects the placeholder shapes sinabs writes.
+    return graph_to_convnet(read_graph(path, type_check=False), origin=str(path))
 
 
 def _dense_flags(net: ConvNet) -> list[bool]:

@@ -77,14 +77,7 @@ def graph_to_network(graph: nir.NIRGraph, origin: str = "graph") -> Network:
             msg = f"{origin}: node {name!r} is {type(node).__name__}; supported: {SUPPORTED}"
             raise ModelError(msg)
     n_inputs = int(np.prod(nodes[inputs[0]].input_type["input"]))
-    src_of: dict[str, list[str]] = {}
-    dst_of: dict[str, list[str]] = {}
-    for a, b in graph.edges:
-        if a not in nodes or b not in nodes:
-            msg = f"{origin}: edge {a!r} -> {b!r} names a node that does not exist"
-            raise ModelError(msg)
-        dst_of.setdefault(a, []).append(b)
-        src_of.setdefault(b, []).append(a)
+    src_of, dst_of = edge_lists(graph, origin)
 
     projections: list[Projection] = []
     for name, node in nodes.items():
@@ -130,16 +123,46 @@ def graph_to_network(graph: nir.NIRGraph, origin: str = "graph") -> Network:
     )
 
 
-def read_network(path: Path) -> Network:
+def read_graph(path: Path, *, type_check: bool = True) -> nir.NIRGraph:
+    """Read a NIR file; ``type_check=False`` skips nir's type inference (it rejects sinabs' placeholder shapes)."""
     try:
-        graph = nir.read(str(path))
+        graph = nir.read(str(path), type_check=False)
     except FileNotFoundError as exc:
         msg = f"{path}: model file not found"
         raise ModelError(msg) from exc
     except Exception as exc:  # h5py and nir raise many types for a broken file
         msg = f"{path}: not a readable NIR file ({type(exc).__name__}: {exc})"
         raise ModelError(msg) from exc
-    return graph_to_network(graph, origin=str(path))
+    if type_check:
+        check_graph_types(graph, path)
+    return graph
+
+
+def check_graph_types(graph: nir.NIRGraph, path: Path) -> None:
+    """What ``nir.read(type_check=True)`` does after reading, with our error."""
+    try:
+        graph.infer_types()
+        graph.check_types()
+    except Exception as exc:  # nir raises several types for inconsistent shapes
+        msg = f"{path}: not a readable NIR file ({type(exc).__name__}: {exc})"
+        raise ModelError(msg) from exc
+
+
+def edge_lists(graph: nir.NIRGraph, origin: str) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """``(sources, targets)`` of every node; an edge naming an unknown node is an error."""
+    src_of: dict[str, list[str]] = {}
+    dst_of: dict[str, list[str]] = {}
+    for a, b in graph.edges:
+        if a not in graph.nodes or b not in graph.nodes:
+            msg = f"{origin}: edge {a!r} -> {b!r} names a node that does not exist"
+            raise ModelError(msg)
+        dst_of.setdefault(a, []).append(b)
+        src_of.setdefault(b, []).append(a)
+    return src_of, dst_of
+
+
+def read_network(path: Path) -> Network:
+    return graph_to_network(read_graph(path), origin=str(path))
 
 
 def network_to_graph(net: Network) -> nir.NIRGraph:
