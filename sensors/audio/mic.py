@@ -5,7 +5,7 @@ its import raises OSError, and everything else in ``sensors`` must work without 
 
 Threading: PortAudio calls ``CaptureCallback`` on its own thread. The callback never
 blocks: it copies the block (PortAudio reuses its buffer) and hands it to the event
-loop with ``call_soon_threadsafe``. On the loop thread ``CaptureQueue`` keeps at most
+loop with ``call_soon_threadsafe``. On the loop thread a ``DropOldestQueue`` keeps at most
 ``queue_blocks`` blocks; when the pipeline falls behind, the oldest block is dropped
 and counted, so latency stays bounded and drops are never silent.
 
@@ -21,7 +21,6 @@ import contextlib
 import importlib
 import logging
 import time
-from collections import deque
 from dataclasses import dataclass
 from types import ModuleType, TracebackType
 from typing import Any
@@ -31,6 +30,9 @@ import numpy.typing as npt
 
 from sensors.audio.resample import StreamingResampler, rate_ratio, sample_time_us
 from sensors.blocks import EndOfStream, SampleBlock
+from sensors.queues import DropOldestQueue
+
+CaptureQueue = DropOldestQueue  # the name the microphone tests and callers know
 
 log = logging.getLogger(__name__)
 
@@ -95,54 +97,10 @@ class Captured:
     """Index of the first sample among all samples the callback received."""
 
 
-class CaptureQueue:
-    """Bounded queue on the loop thread: when full, the oldest block is dropped and counted."""
-
-    def __init__(self, max_blocks: int) -> None:
-        if max_blocks < 1:
-            msg = f"queue needs room for at least one block, got {max_blocks}"
-            raise ValueError(msg)
-        self._items: deque[Captured] = deque()
-        self._max = max_blocks
-        self._closed = False
-        self._wakeup = asyncio.Event()
-        self.dropped_blocks = 0
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def put(self, item: Captured) -> None:
-        """Loop thread only (the callback reaches it through ``call_soon_threadsafe``)."""
-        if self._closed:
-            return
-        if len(self._items) >= self._max:
-            self._items.popleft()
-            self.dropped_blocks += 1
-        self._items.append(item)
-        self._wakeup.set()
-
-    def close(self) -> None:
-        """No more blocks; ``get`` returns what is left, then None."""
-        self._closed = True
-        self._wakeup.set()
-
-    async def get(self) -> Captured | None:
-        while not self._items:
-            if self._closed:
-                return None
-            self._wakeup.clear()
-            await self._wakeup.wait()
-        return self._items.popleft()
-
-
 class CaptureCallback:
     """The PortAudio callback: runs on the driver thread and must never block."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, queue: CaptureQueue, channel: int) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, queue: DropOldestQueue[Captured], channel: int) -> None:
         self._loop = loop
         self._queue = queue
         self._channel = channel
@@ -195,7 +153,7 @@ class MicrophoneSource:
         self.block_ms = float(block_ms)
         self.channel = channel
         self.stream_name = f"mic:{device if device is not None else 'default'}"
-        self._queue = CaptureQueue(queue_blocks)
+        self._queue: DropOldestQueue[Captured] = DropOldestQueue(queue_blocks)
         self._callback: CaptureCallback | None = None
         self._stream: Any = None
         self._resampler: StreamingResampler | None = None

@@ -45,6 +45,7 @@ import numpy.typing as npt
 from sensors.address import parse_host_port
 from sensors.blocks import EVENT_DTYPE, EventBlock, InputError
 from sensors.dvs.slicer import EventSlicer
+from sensors.queues import DropOldestQueue
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,6 @@ class DvCounters:
     connects: int = 0
     disconnects: int = 0
     open_failures: int = 0
-    dropped_blocks: int = 0
     resyncs: int = 0
     """Batches whose camera time was moved up to stream time that ran on while the camera was quiet."""
     last_error: str = ""
@@ -171,7 +171,7 @@ class DvCameraSource:
         self.poll_s = poll_ms / 1000
         self.reconnect_min_s, self.reconnect_max_s = reconnect_min_s, reconnect_max_s
         self.counters = DvCounters()
-        self._blocks: asyncio.Queue[EventBlock | BaseException] = asyncio.Queue(queue_blocks)
+        self._blocks: DropOldestQueue[EventBlock | BaseException] = DropOldestQueue(queue_blocks)
         self._slicer = EventSlicer(self.block_us)
         self._size: tuple[int, int] | None = None
         self._now_us = 0  # stream time known so far: newest event, or advanced by idle time
@@ -218,7 +218,7 @@ class DvCameraSource:
     def drops(self) -> dict[str, int]:
         c = self.counters
         return {
-            "dropped_blocks": c.dropped_blocks,
+            "dropped_blocks": self._blocks.dropped_blocks,
             "late_events": self._slicer.late,
             "reordered_events": self._slicer.reordered,
             "disconnects": c.disconnects,
@@ -233,8 +233,7 @@ class DvCameraSource:
     async def _iterate(self) -> AsyncIterator[EventBlock]:
         if self._thread is None:
             await self.start()
-        while True:
-            item = await self._blocks.get()
+        while (item := await self._blocks.get()) is not None:
             if isinstance(item, BaseException):
                 raise item
             yield item
@@ -362,7 +361,7 @@ class DvCameraSource:
         self._slicer.add(events)  # its first event is at stream time 0, so its own rebase is a no-op
         assert self._size is not None
         for block_events, start, end in self._slicer.blocks(final=False):
-            self._offer(EventBlock(self.stream, block_events, *self._size, start, end, captured_ns))
+            self._blocks.put(EventBlock(self.stream, block_events, *self._size, start, end, captured_ns))
 
     async def _run_idle(self) -> None:
         while True:
@@ -379,23 +378,12 @@ class DvCameraSource:
 
     def _emit_until(self, t_us: int) -> None:
         assert self._size is not None
-        while self._slicer.sent_until_us + self.block_us <= t_us:
-            start = self._slicer.sent_until_us
-            events = self._slicer.take_until(start + self.block_us)
-            self._offer(EventBlock(self.stream, events, *self._size, start, start + self.block_us, time.monotonic_ns()))
-
-    def _offer(self, block: EventBlock) -> None:
-        if self._blocks.full():
-            self._blocks.get_nowait()
-            self.counters.dropped_blocks += 1
-        self._blocks.put_nowait(block)
+        for events, start, end in self._slicer.blocks_until(t_us):
+            self._blocks.put(EventBlock(self.stream, events, *self._size, start, end, time.monotonic_ns()))
 
     def _fail(self, error: BaseException) -> None:
         log.error("%s: reader thread failed: %r", self.stream, error)
-        if self._blocks.full():
-            self._blocks.get_nowait()
-            self.counters.dropped_blocks += 1
-        self._blocks.put_nowait(error)
+        self._blocks.put(error)
 
 
 def _open_camera(dvp: ModuleType, name: str | None) -> Any:

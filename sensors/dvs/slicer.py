@@ -71,6 +71,12 @@ class EventSlicer:
                     return
             yield self.take_until(end), start, end
 
+    def blocks_until(self, t_us: int) -> Iterator[tuple[npt.NDArray[np.void], int, int]]:
+        """Every whole block that ends by ``t_us``, events or none (a live source whose device is quiet)."""
+        while self.sent_until_us + self.block_us <= t_us:
+            start = self.sent_until_us
+            yield self.take_until(start + self.block_us), start, start + self.block_us
+
     def take_until(self, end_us: int) -> npt.NDArray[np.void]:
         """Events before ``end_us``; the stream is complete up to it from now on."""
         cut = int(np.searchsorted(self._pending["t"], end_us, side="left"))

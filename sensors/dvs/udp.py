@@ -29,6 +29,7 @@ import numpy.typing as npt
 
 from sensors.blocks import EVENT_DTYPE, EventBlock, InputError
 from sensors.dvs.slicer import EventSlicer
+from sensors.queues import DropOldestQueue
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,6 @@ class _Counters:
     datagrams: int = 0
     lost_datagrams: int = 0
     bad_datagrams: int = 0
-    dropped_blocks: int = 0
     events: int = 0
     last_error: str = ""
     by_reason: dict[str, int] = field(default_factory=dict)
@@ -120,7 +120,7 @@ class UdpEventSource:
         self.stream = f"udp://{host}:{port}"
         self.counters = _Counters()
         self._datagrams: asyncio.Queue[bytes] = asyncio.Queue(4096)
-        self._blocks: asyncio.Queue[EventBlock] = asyncio.Queue(queue_blocks)
+        self._blocks: DropOldestQueue[EventBlock] = DropOldestQueue(queue_blocks)
         self._transport: asyncio.DatagramTransport | None = None
         self._pump: asyncio.Task[None] | None = None
         self._slicer = EventSlicer(self.block_us)
@@ -156,7 +156,7 @@ class UdpEventSource:
         return {
             "lost_datagrams": c.lost_datagrams,
             "bad_datagrams": c.bad_datagrams,
-            "dropped_blocks": c.dropped_blocks,
+            "dropped_blocks": self._blocks.dropped_blocks,
             "late_events": self._slicer.late,
             "reordered_events": self._slicer.reordered,
         }
@@ -167,8 +167,8 @@ class UdpEventSource:
     async def _iterate(self) -> AsyncIterator[EventBlock]:
         if self._transport is None:
             await self.start()
-        while True:
-            yield await self._blocks.get()
+        while (block := await self._blocks.get()) is not None:
+            yield block
 
     async def _run_pump(self) -> None:
         last_rx = time.monotonic()
@@ -206,21 +206,12 @@ class UdpEventSource:
         c.events += len(dg.events)
         self._slicer.add(dg.events)
         for events, t0, t1 in self._slicer.blocks(final=False):
-            self._offer(EventBlock(self.stream, events, dg.width, dg.height, t0, t1, time.monotonic_ns()))
+            self._blocks.put(EventBlock(self.stream, events, dg.width, dg.height, t0, t1, time.monotonic_ns()))
 
     def _emit_until(self, t_us: int) -> None:
         assert self._size is not None
-        while self._slicer.sent_until_us + self._slicer.block_us <= t_us:
-            start = self._slicer.sent_until_us
-            end = start + self._slicer.block_us
-            events = self._slicer.take_until(end)
-            self._offer(EventBlock(self.stream, events, *self._size, start, end, time.monotonic_ns()))
-
-    def _offer(self, block: EventBlock) -> None:
-        if self._blocks.full():
-            self._blocks.get_nowait()
-            self.counters.dropped_blocks += 1
-        self._blocks.put_nowait(block)
+        for events, start, end in self._slicer.blocks_until(t_us):
+            self._blocks.put(EventBlock(self.stream, events, *self._size, start, end, time.monotonic_ns()))
 
 
 async def send_file(
