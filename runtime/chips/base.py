@@ -8,11 +8,13 @@ chip kernel plugs in without touching them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from runtime.chips.profile import Energy
 from sensors.blocks import SpikeBatch
 
 
@@ -43,6 +45,28 @@ class ChipResult(NamedTuple):
     spike_ch: npt.NDArray[np.int32]
     """Neuron index within the readout population."""
     stats: ChipStats
+
+
+@dataclass(frozen=True, slots=True)
+class EnergyModel:
+    """``E = P_static * t + E_sop * sops + E_update * updates + E_spike * spikes`` in µJ.
+
+    The profile's constants turned into plain floats once: chips evaluate this per batch.
+    """
+
+    static_mw: float
+    sop_uj: float
+    update_uj: float
+    spike_uj: float
+
+    @classmethod
+    def of(cls, e: Energy) -> EnergyModel:
+        return cls(e.static_mw.value, e.sop_pj.value * 1e-6, e.update_pj.value * 1e-6, e.spike_pj.value * 1e-6)
+
+    def uj(self, elapsed_us: int, sops: int, updates: int, spikes: int) -> tuple[float, float]:
+        """``(total, static)`` energy of ``elapsed_us`` of stream time with these counts."""
+        static = self.static_mw * elapsed_us * 1e-3
+        return static + sops * self.sop_uj + updates * self.update_uj + spikes * self.spike_uj, static
 
 
 class Chip(Protocol):

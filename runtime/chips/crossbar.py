@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime.chips.base import ChipResult, ChipStats
+from runtime.chips.base import ChipResult, ChipStats, EnergyModel
 from runtime.chips.compile import Compiled
 from runtime.chips.crossbar_kernel import (
     C_INPUT_EVENTS,
@@ -44,11 +44,7 @@ class CrossbarChip:
         self._n_out = c.out_hi - c.out_lo
         width = max(c.rec_hi - c.rec_lo, 1)
         self._out = np.empty((2, _REC_CAPACITY_TICKS * width), np.int64)
-        e = c.profile.energy
-        self._static_mw = e.static_mw.value
-        self._sop_uj = e.sop_pj.value * 1e-6
-        self._update_uj = e.update_pj.value * 1e-6
-        self._spike_uj = e.spike_pj.value * 1e-6
+        self._energy = EnergyModel.of(c.profile.energy)
         self.reset()
 
     @property
@@ -125,9 +121,8 @@ class CrossbarChip:
         t0 = self._t_us
         if batch.t_end_us > t0:
             self._t_us = batch.t_end_us
-        static_uj = self._static_mw * (self._t_us - t0) * 1e-3
         sops, updates, spikes = counters[C_SOPS], counters[C_UPDATES], counters[C_SPIKES]
-        dynamic_uj = sops * self._sop_uj + updates * self._update_uj + spikes * self._spike_uj
+        energy_uj, static_uj = self._energy.uj(self._t_us - t0, sops, updates, spikes)
         stats = ChipStats(
             t0,
             self._t_us,
@@ -136,7 +131,7 @@ class CrossbarChip:
             updates,
             spikes,
             counters[C_TICKS],
-            static_uj + dynamic_uj,
+            energy_uj,
             static_uj,
             c.latency_us,
             ro[0],

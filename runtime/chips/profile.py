@@ -63,15 +63,20 @@ class Mismatch(_Model):
     tau_sigma: Sourced = Field(description="Relative std of each neuron's time constants.")
 
 
-class CrossbarProfile(_Model):
+class _Profile(_Model):
+    """What every profile says about itself; ``kernel`` (in each kind) picks the emulator."""
+
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     title: str
-    kernel: Literal["cuba_lif_crossbar"] = Field(description="Which emulator kernel runs it.")
     neuron_model: str
+    energy: Energy
+
+
+class CrossbarProfile(_Profile):
+    kernel: Literal["cuba_lif_crossbar"] = Field(description="Which emulator kernel runs it.")
     limits: Limits
     precision: Precision
     timing: Timing
-    energy: Energy
     mismatch: Mismatch
 
 
@@ -112,16 +117,12 @@ class ConvTiming(_Model):
     layer_latency_us: Sourced = Field(description="Latency added by each core an event crosses.")
 
 
-class ConvCoreProfile(_Model):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    title: str
+class ConvCoreProfile(_Profile):
     kernel: Literal["iaf_conv_cores"] = Field(description="Which emulator kernel runs it.")
-    neuron_model: str
     cores: tuple[Core, ...] = Field(min_length=1)
     limits: ConvLimits
     precision: ConvPrecision
     timing: ConvTiming
-    energy: Energy
 
 
 ChipProfile = Annotated[CrossbarProfile | ConvCoreProfile, Field(discriminator="kernel")]

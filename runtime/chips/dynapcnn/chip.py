@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from runtime.chips.base import ChipResult, ChipStats
+from runtime.chips.base import ChipResult, ChipStats, EnergyModel
 from runtime.chips.dynapcnn.compile import CompiledConv
 from runtime.chips.dynapcnn.kernel import (
     C_INPUT_EVENTS,
@@ -38,11 +38,7 @@ class DynapcnnChip:
     def __init__(self, compiled: CompiledConv) -> None:
         self.compiled = compiled
         self.layout = build_layout(compiled)
-        e = compiled.profile.energy
-        self._static_mw = e.static_mw.value
-        self._sop_uj = e.sop_pj.value * 1e-6
-        self._update_uj = e.update_pj.value * 1e-6
-        self._spike_uj = e.spike_pj.value * 1e-6
+        self._energy = EnergyModel.of(compiled.profile.energy)
         self._bufs = np.zeros((8, self.layout.buffer), np.int64)
         last = compiled.layers[-1]
         f, fy, fx = last.conv_shape
@@ -160,9 +156,8 @@ class DynapcnnChip:
             self._t_us = batch.t_end_us
         elapsed = self._t_us - t0
         ticks = max(1, elapsed // self.compiled.step_us) if elapsed > 0 else 0
-        static_uj = self._static_mw * elapsed * 1e-3
         sops, updates, spikes = d[C_SOPS], d[C_UPDATES], d[C_SPIKES]
-        dynamic_uj = sops * self._sop_uj + updates * self._update_uj + spikes * self._spike_uj
+        energy_uj, static_uj = self._energy.uj(elapsed, sops, updates, spikes)
         return ChipStats(
             t0,
             self._t_us,
@@ -171,7 +166,7 @@ class DynapcnnChip:
             updates,
             spikes,
             ticks,
-            static_uj + dynamic_uj,
+            energy_uj,
             static_uj,
             self.compiled.latency_us,
             self._zeros,
