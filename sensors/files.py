@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Literal
 
 from sensors.blocks import InputError
+
+log = logging.getLogger(__name__)
+
+OnError = Literal["raise", "skip"]
 
 
 def expand_paths(paths: Sequence[Path], suffixes: Sequence[str]) -> list[Path]:
@@ -44,3 +50,24 @@ class LabelLookup:
             parent = self._resolved_dirs[path.parent] = path.parent.resolve()
         label = self.labels.get(str(parent / path.name))
         return label if label is not None else self.labels.get(str(path.resolve()))
+
+
+class BadFiles:
+    """What a file replay does with a bad file: ``raise`` ends the replay; ``skip`` logs,
+    records and counts it, and the replay goes on."""
+
+    def __init__(self, on_error: OnError) -> None:
+        if on_error not in ("raise", "skip"):
+            msg = f"on_error must be 'raise' or 'skip', got {on_error!r}"
+            raise ValueError(msg)
+        self.on_error: OnError = on_error
+        self.errors: list[InputError] = []
+        """Errors of skipped files (on_error="skip"), in the order they happened."""
+        self.skipped_files = 0
+
+    def _skip(self, exc: InputError) -> None:
+        if self.on_error == "raise":
+            raise exc
+        self.errors.append(exc)
+        self.skipped_files += 1
+        log.warning("skipping file: %s", exc)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import math
 import struct
 import time
@@ -32,10 +31,8 @@ import soundfile as sf
 
 from sensors.audio.resample import StreamingResampler, sample_time_us
 from sensors.blocks import EndOfStream, InputError, SampleBlock
-from sensors.files import LabelLookup
+from sensors.files import BadFiles, LabelLookup, OnError
 from sensors.files import expand_paths as expand_files
-
-log = logging.getLogger(__name__)
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 THREAD_BLOCK_MS = 100.0
@@ -43,7 +40,6 @@ THREAD_BLOCK_MS = 100.0
 READ_CHUNK_FRAMES = 4096
 """Frames per soundfile read (at least one block): a few tens of kB at most."""
 
-OnError = Literal["raise", "skip"]
 Channel = int | Literal["mix"]
 _T = TypeVar("_T")
 
@@ -190,7 +186,7 @@ def _reason(exc: BaseException, path: Path) -> str:
     return text.split(marker, 1)[1] if marker in text else text
 
 
-class AudioFileSource:
+class AudioFileSource(BadFiles):
     """Async iterator of ``SampleBlock``s and, after each file, an ``EndOfStream``.
 
     ``speed=None`` replays as fast as the consumer takes blocks; ``speed=x`` releases each
@@ -223,9 +219,7 @@ class AudioFileSource:
         if channel != "mix" and (isinstance(channel, bool) or not isinstance(channel, int) or channel < 0):
             msg = f"channel must be a channel index >= 0 or 'mix', got {channel!r}"
             raise ValueError(msg)
-        if on_error not in ("raise", "skip"):
-            msg = f"on_error must be 'raise' or 'skip', got {on_error!r}"
-            raise ValueError(msg)
+        BadFiles.__init__(self, on_error)
         if not paths:
             msg = "no input paths given"
             raise InputError(msg)
@@ -237,10 +231,6 @@ class AudioFileSource:
         self.channel: Channel = channel
         self.labels = labels
         self._label = LabelLookup(labels)
-        self.on_error: OnError = on_error
-        self.errors: list[InputError] = []
-        """Errors of skipped files (on_error="skip"), in the order they happened."""
-        self.skipped_files = 0
         self.files_done = 0
         """Files replayed to their end (each pass of a loop counts again)."""
         self._seconds_total: float | None = None
@@ -264,13 +254,6 @@ class AudioFileSource:
 
     def __aiter__(self) -> AsyncIterator[SampleBlock | EndOfStream]:
         return self._replay()
-
-    def _skip(self, exc: InputError) -> None:
-        if self.on_error == "raise":
-            raise exc
-        self.errors.append(exc)
-        self.skipped_files += 1
-        log.warning("skipping file: %s", exc)
 
     def _open(self, path: Path) -> _FileReader:
         return _FileReader(path, self.rate_hz, self.block_ms, self.channel)

@@ -15,25 +15,20 @@ Files whose timestamps are not monotonic are repaired, never dropped, and counte
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Literal
 
 from sensors.blocks import EndOfStream, EventBlock, InputError
 from sensors.dvs.reader import EventReader, open_events
 from sensors.dvs.slicer import EventSlicer
-from sensors.files import LabelLookup, expand_paths
-
-log = logging.getLogger(__name__)
+from sensors.files import BadFiles, LabelLookup, OnError, expand_paths
 
 DVS_SUFFIXES = (".raw", ".dat", ".bin", ".aedat", ".aedat4", ".npy", ".npz")
-OnError = Literal["raise", "skip"]
 
 
-class EventFileSource:
+class EventFileSource(BadFiles):
     """Async iterator of ``EventBlock``s and, after each file, an ``EndOfStream``."""
 
     def __init__(
@@ -55,6 +50,7 @@ class EventFileSource:
         if speed is not None and not (math.isfinite(speed) and speed > 0):
             msg = f"speed must be positive or None (unpaced), got {speed}"
             raise ValueError(msg)
+        BadFiles.__init__(self, on_error)
         if not paths:
             msg = "no input paths given"
             raise InputError(msg)
@@ -64,13 +60,9 @@ class EventFileSource:
         self.loop = loop
         self.sensor_size = sensor_size
         self.fmt = fmt
-        self.on_error: OnError = on_error
         self.check_sensor = check_sensor
         """Called with each file's sensor size when it opens; raises InputError if the model cannot take it."""
         self._label = LabelLookup(labels)
-        self.errors: list[InputError] = []
-        """Errors of skipped files (on_error="skip"), in the order they happened."""
-        self.skipped_files = 0
         self.files_done = 0
         self.events_read = 0
         self.reordered_events = 0
@@ -86,13 +78,6 @@ class EventFileSource:
 
     def __aiter__(self) -> AsyncIterator[EventBlock | EndOfStream]:
         return self._replay()
-
-    def _skip(self, exc: InputError) -> None:
-        if self.on_error == "raise":
-            raise exc
-        self.errors.append(exc)
-        self.skipped_files += 1
-        log.warning("skipping file: %s", exc)
 
     def _open(self, path: Path) -> EventReader:
         reader = open_events(path, sensor_size=self.sensor_size, fmt=self.fmt)
