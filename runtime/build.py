@@ -41,7 +41,7 @@ from runtime.sinks.base import Sink
 from sensors.address import parse_host_port
 from sensors.audio.encoder import AudioEncoder, AudioEncoderConfig
 from sensors.dvs.frontend import DvsFrontEnd, check_sensor
-from sensors.dvs.preprocess import DvsPreprocessConfig
+from sensors.dvs.preprocess_config import DvsPreprocessConfig
 
 log = logging.getLogger(__name__)
 

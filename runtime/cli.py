@@ -253,7 +253,7 @@ def _read_preprocess(path: Path) -> Any:
     from pydantic import ValidationError
 
     from runtime.config import ConfigError, format_validation_error
-    from sensors.dvs.preprocess import DvsPreprocessConfig
+    from sensors.dvs.preprocess_config import DvsPreprocessConfig
 
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))

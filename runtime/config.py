@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, V
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from sensors.address import parse_host_port
-from sensors.dvs.preprocess import DvsPreprocessConfig
+from sensors.dvs.preprocess_config import DvsPreprocessConfig
 
 
 class ConfigError(ValueError):

@@ -23,7 +23,7 @@ from runtime.pipeline import status_payload
 from runtime.readout import Decision
 from runtime.sinks.base import Sink
 from runtime.telemetry import percentiles
-from sensors.dvs.preprocess import DvsPreprocessConfig
+from sensors.dvs.preprocess_config import DvsPreprocessConfig
 
 
 @dataclass
