@@ -21,7 +21,7 @@ import logging
 import struct
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -85,7 +85,6 @@ class _Counters:
     bad_datagrams: int = 0
     events: int = 0
     last_error: str = ""
-    by_reason: dict[str, int] = field(default_factory=dict)
 
 
 class _Protocol(asyncio.DatagramProtocol):
