@@ -42,6 +42,13 @@ class ReadoutSpec(_Model):
         )
     )
     temperature: float = Field(1.0, gt=0, description="scores = softmax(readout / temperature).")
+    mode: Literal["stream", "utterance", "window", "auto", "beat"] | None = Field(
+        None, description="Readout mode the model was validated with; a pipeline's own readout.mode wins."
+    )
+    settings: dict[str, float] = Field(
+        default_factory=dict,
+        description="Readout settings the model was tuned with (e.g. activity_threshold); a pipeline's own win.",
+    )
 
 
 class Validation(_Model):

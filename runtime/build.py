@@ -123,9 +123,18 @@ def prepare(model: str, chip: str | None, *, mismatch: bool | None, seed: int, s
 
 
 def readout_for(prep: Prepared, cfg: ReadoutConfig, mode: Mode | None = None) -> Readout:
+    """Readout settings: the pipeline's own fields win over the model's, which win over the defaults."""
     spec = prep.bundle.manifest.readout
-    fields = cfg.model_dump()
-    fields["mode"] = mode or cfg.mode
+    merged: dict[str, Any] = dict(spec.settings)
+    if spec.mode is not None:
+        merged["mode"] = spec.mode
+    merged.update(cfg.model_dump(include=cfg.model_fields_set))
+    try:
+        fields = ReadoutConfig(**merged).model_dump()
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, f"model {prep.bundle.ident}: readout settings")) from exc
+    if mode is not None:
+        fields["mode"] = mode
     settings = ReadoutSettings(kind=spec.kind, temperature=spec.temperature, n_inputs=prep.compiled.n_in, **fields)
     return Readout(settings, prep.n_outputs)
 

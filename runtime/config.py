@@ -169,12 +169,13 @@ SourceConfig = Annotated[
 
 
 class ReadoutConfig(_Model):
-    mode: Literal["stream", "utterance", "window", "auto"] = Field(
+    mode: Literal["stream", "utterance", "window", "auto", "beat"] = Field(
         "utterance",
         description=(
             "stream: one decision per stream (per file). utterance: one per burst of input "
             "activity. window: one per fixed window. auto: stream for short files, utterance "
-            "once a stream is longer than max_utterance_ms."
+            "once a stream is longer than max_utterance_ms. beat: one per onset of input activity "
+            "(an ECG beat), over beat_window_ms. Default: the model's readout.mode, else utterance."
         ),
     )
     window_ms: float = Field(1000.0, gt=0, description="Window length for mode=window.")
@@ -189,6 +190,8 @@ class ReadoutConfig(_Model):
     silence_ms: float = Field(150.0, gt=0, description="utterance: quiet time that closes an utterance.")
     min_utterance_ms: float = Field(120.0, ge=0, description="utterance: shorter bursts are ignored (counted).")
     max_utterance_ms: float = Field(2500.0, gt=0, description="utterance: longer bursts are cut into decisions.")
+    beat_window_ms: float = Field(200.0, gt=0, description="beat: window read out after each onset.")
+    refractory_ms: float = Field(250.0, gt=0, description="beat: shortest time from one onset to the next.")
 
 
 class PipelineConfig(_Model):

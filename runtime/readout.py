@@ -10,6 +10,10 @@ Pure logic on the chip's per-batch results, no I/O. Windows are built from whole
 * ``window``: one decision per ``hop_ms``, over the last ``window_ms``.
 * ``auto``: ``stream`` for streams shorter than ``max_utterance_ms``, switching to
   ``utterance`` once a stream runs longer (replay of mixed folders).
+* ``beat``: one decision per event (a heart beat's QRS complex): the first active batch
+  (input rate at least ``activity_threshold``) opens a window of ``beat_window_ms``; the next
+  window may open ``refractory_ms`` after this one opened. The decision's ``start_us`` is the
+  onset batch's start, which is what scoring matches against annotated beat times.
 
 Scores are ``softmax(r / temperature)`` of the readout ``r``: the mean membrane of each
 output neuron over the window's ticks (``membrane_mean``), its maximum (``membrane_max``),
@@ -25,9 +29,9 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from runtime.chips.base import ChipResult
+from runtime.chips.base import ChipResult, ChipStats
 
-Mode = Literal["stream", "utterance", "window", "auto"]
+Mode = Literal["stream", "utterance", "window", "auto", "beat"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +47,8 @@ class ReadoutSettings:
     silence_ms: float = 150.0
     min_utterance_ms: float = 120.0
     max_utterance_ms: float = 2500.0
+    beat_window_ms: float = 200.0
+    refractory_ms: float = 250.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +109,8 @@ class Readout:
         self._recent: deque[tuple[int, _Acc]] = deque()
         self._next_hop_us: int | None = None
         self._switched = False
+        self._beat: _Acc | None = None
+        self._next_beat_us = 0
 
     def push(self, stream: str, result: ChipResult, captured_ns: int) -> list[Decision]:
         """Feed one batch's chip result; returns the decisions it completes."""
@@ -120,6 +128,8 @@ class Readout:
             return []
         if mode == "utterance":
             return self._push_utterance(stream, result, captured_ns)
+        if mode == "beat":
+            return self._push_beat(stream, result, captured_ns)
         return self._push_window(stream, result, captured_ns)
 
     def end_of_stream(self, stream: str, truth: str | None) -> list[Decision]:
@@ -128,13 +138,33 @@ class Readout:
             out.append(self._decide(stream, self._stream_acc, truth))
         elif self._utt is not None:
             out += self._close_utterance(stream)
+        elif self._beat is not None:
+            # A beat cut by the end of the stream is still a beat: decide on what was seen.
+            out.append(self._decide(stream, self._beat, None))
         self._reset_stream()
         return out
+
+    def _active(self, st: ChipStats) -> bool:
+        dur_us = st.t_end_us - st.t_start_us
+        return dur_us > 0 and st.input_events / (self.s.n_inputs * dur_us / 1000) >= self.s.activity_threshold
+
+    def _push_beat(self, stream: str, r: ChipResult, captured_ns: int) -> list[Decision]:
+        st = r.stats
+        if self._beat is None:
+            if st.t_start_us < self._next_beat_us or not self._active(st):
+                return []
+            self._beat = self._new_acc(st.t_start_us)
+            self._next_beat_us = st.t_start_us + int(self.s.refractory_ms * 1000)
+        self._beat.add(r, captured_ns)
+        if self._beat.end_us - self._beat.start_us < self.s.beat_window_ms * 1000:
+            return []
+        beat, self._beat = self._beat, None
+        return [self._decide(stream, beat, None)]
 
     def _push_utterance(self, stream: str, r: ChipResult, captured_ns: int) -> list[Decision]:
         st = r.stats
         dur_us = st.t_end_us - st.t_start_us
-        active = dur_us > 0 and st.input_events / (self.s.n_inputs * dur_us / 1000) >= self.s.activity_threshold
+        active = self._active(st)
         out: list[Decision] = []
         if self._utt is None:
             if not active:

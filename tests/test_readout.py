@@ -118,3 +118,34 @@ def test_membrane_max_takes_the_peak_over_batches() -> None:
     (d,) = r.end_of_stream("a", None)
     e = np.exp([0.8, 0.9])
     np.testing.assert_allclose(d.scores, e / e.sum())
+
+
+def _beats(r: Readout, active_ms: set[int], until_ms: int, v: list[float] | None = None) -> list[tuple[int, int]]:
+    """Feed 20 ms batches, active (0.3 events/ch/ms) at the given starts; return (start, end) of decisions."""
+    out = []
+    for t0 in range(0, until_ms, 20):
+        rate = 0.3 if t0 in active_ms else 0.0
+        for d in r.push("rec", result(t0, t0 + 20, v or [0.2, 0.1], rate), t0):
+            out.append((d.start_us // 1000, d.end_us // 1000))
+    return out
+
+
+def test_beat_mode_opens_a_window_at_each_onset() -> None:
+    r = Readout(settings("beat", beat_window_ms=100.0, refractory_ms=300.0), 2)
+    # Onsets at 100 ms and 800 ms, each active for 60 ms (a QRS); the T wave at 300 ms is refractory.
+    active = {100, 120, 140, 300, 800, 820, 840}
+    assert _beats(r, active, 1200) == [(100, 200), (800, 900)]
+
+
+def test_beat_mode_next_onset_waits_for_the_refractory_period() -> None:
+    r = Readout(settings("beat", beat_window_ms=40.0, refractory_ms=200.0), 2)
+    # Activity everywhere: one window per refractory period, each 40 ms long.
+    assert _beats(r, set(range(0, 1000, 20)), 1000) == [(0, 40), (200, 240), (400, 440), (600, 640), (800, 840)]
+
+
+def test_beat_mode_decides_a_beat_cut_by_the_end_of_the_stream() -> None:
+    r = Readout(settings("beat", beat_window_ms=200.0, refractory_ms=250.0), 2)
+    assert _beats(r, {60}, 100, v=[0.1, 0.6]) == []
+    (d,) = r.end_of_stream("rec", None)
+    assert (d.start_us, d.end_us, d.label_index) == (60_000, 100_000, 1)
+    assert r.end_of_stream("rec", None) == []
