@@ -12,8 +12,10 @@ Per class ``c`` (a model label):
 * ``ppv`` = TP / (decisions labelled ``c``), unmatched decisions included: a decision with no
   beat near it is a false positive of the class it names.
 
-Beats whose symbol maps to no model label (e.g. ``Q``, unclassifiable) are not scored per class
-but are counted in ``unscored_beats``; a beat no decision matched is a ``missed`` beat.
+Beats whose class is not a model label (``Q`` unclassifiable, or ``F`` fusion for a model without
+it) still take part in the matching, so a decision on such a beat is not an extra decision, but
+the pair counts neither for nor against any class (as EC57 treats Q beats); they are counted in
+``unscored_beats`` and ``decisions_on_unscored``. A scored beat no decision matched is ``missed``.
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ class BeatTally:
     unmatched_decisions: Counter[str] = field(default_factory=Counter)
     missed: Counter[str] = field(default_factory=Counter)
     unscored_beats: int = 0
+    decisions_on_unscored: int = 0
 
     def add(
         self,
@@ -101,26 +104,29 @@ class BeatTally:
         beat_symbols: Sequence[str],
     ) -> None:
         """One stream's decisions (sorted by time) and reference beats (sorted by time)."""
-        classes = [self.symbol_class.get(s) for s in beat_symbols]
-        keep = np.array([c is not None and c in self.labels for c in classes], bool)
-        self.unscored_beats += int((~keep).sum())
-        beat_t = np.asarray(beat_t_us, np.int64)[keep]
-        beat_c = [c for c, k in zip(classes, keep, strict=True) if k]
-        m = match_by_time(np.asarray(decision_t_us, np.int64), beat_t, self.tolerance_us)
+        classes = [self.symbol_class.get(s, "?") for s in beat_symbols]
+        scored = [c in self.labels for c in classes]
+        self.unscored_beats += scored.count(False)
+        m = match_by_time(np.asarray(decision_t_us, np.int64), np.asarray(beat_t_us, np.int64), self.tolerance_us)
         matched_d = np.zeros(len(decision_labels), bool)
         matched_d[m.decision] = True
-        matched_b = np.zeros(len(beat_c), bool)
+        matched_b = np.zeros(len(classes), bool)
         matched_b[m.beat] = True
         for x, y in zip(m.decision.tolist(), m.beat.tolist(), strict=True):
-            self.confusion[(str(beat_c[y]), decision_labels[x])] += 1
+            if scored[y]:
+                self.confusion[(classes[y], decision_labels[x])] += 1
+                self.predicted[decision_labels[x]] += 1
+            else:
+                self.decisions_on_unscored += 1
         for lab, hit in zip(decision_labels, matched_d.tolist(), strict=True):
-            self.predicted[lab] += 1
             if not hit:
+                self.predicted[lab] += 1
                 self.unmatched_decisions[lab] += 1
-        for c, hit in zip(beat_c, matched_b.tolist(), strict=True):
-            self.reference[str(c)] += 1
-            if not hit:
-                self.missed[str(c)] += 1
+        for c, ok, hit in zip(classes, scored, matched_b.tolist(), strict=True):
+            if ok:
+                self.reference[c] += 1
+                if not hit:
+                    self.missed[c] += 1
 
     def summary(self) -> dict[str, Any]:
         per_class: dict[str, dict[str, float | int | None]] = {}
@@ -139,5 +145,6 @@ class BeatTally:
             "missed_beats": dict(self.missed),
             "extra_decisions": dict(self.unmatched_decisions),
             "unscored_beats": self.unscored_beats,
+            "decisions_on_unscored": self.decisions_on_unscored,
             "tolerance_ms": self.tolerance_us / 1000,
         }

@@ -49,14 +49,15 @@ def test_per_class_sensitivity_and_ppv() -> None:
     tally = BeatTally(labels=["N", "V"])
     beats = _t(0, 1000, 2000, 3000, 4000)
     symbols = ["N", "V", "N", "V", "Q"]  # Q maps to no model label: unscored
-    # Decisions: N ok, V ok, V on an N beat (false V), nothing at 3000 (missed V), an extra V at 5000, one near Q.
-    decisions = _t(20, 1010, 1990, 4000, 5000)
-    labels = ["N", "V", "V", "N", "V"]
+    # Decisions: N ok, V ok, V on an N beat (false V), nothing at 3000 (missed V), one on the Q beat
+    # (neither for nor against), an extra V at 5000 and an extra N at 6000.
+    decisions = _t(20, 1010, 1990, 4000, 5000, 6000)
+    labels = ["N", "V", "V", "V", "V", "N"]
     tally.add(decisions, labels, beats, symbols)
     s = tally.summary()
     assert s["per_class"]["N"] == {"sensitivity": 0.5, "ppv": 0.5, "n": 2}
     assert s["per_class"]["V"] == {"sensitivity": 0.5, "ppv": 1 / 3, "n": 2}
-    assert s["unscored_beats"] == 1
+    assert s["unscored_beats"] == 1 and s["decisions_on_unscored"] == 1
     assert s["missed_beats"] == {"V": 1}
     assert s["extra_decisions"] == {"N": 1, "V": 1}
     assert s["beats"] == 4 and s["beats_detected"] == 3

@@ -87,16 +87,7 @@ class EcgRecord:
 
     def lead_index(self, lead: Lead) -> int:
         """Column of ``lead`` (a name or a 0-based index); ``InputError`` naming the leads there are."""
-        if isinstance(lead, bool) or not isinstance(lead, str | int):
-            msg = f"{self.path}: lead must be a name or an index, got {lead!r}"
-            raise InputError(msg)
-        if isinstance(lead, int):
-            if 0 <= lead < self.n_leads:
-                return lead
-        elif lead in self.leads:
-            return self.leads.index(lead)
-        msg = f"record {self.name} ({self.path}) has no lead {lead!r}; its leads are {list(self.leads)} (index 0..)"
-        raise InputError(msg)
+        return resolve_lead(self.path, self.name, self.leads, lead)
 
     def select(self, lead: Lead) -> EcgRecord:
         """The same record with only ``lead``."""
@@ -109,6 +100,20 @@ class EcgRecord:
             units=(self.units[i],),
             n_invalid=n_invalid,
         )
+
+
+def resolve_lead(path: Path, name: str, leads: Sequence[str], lead: Lead) -> int:
+    """Index of ``lead`` (a name or a 0-based index) among ``leads``; ``InputError`` naming the leads there are."""
+    if isinstance(lead, bool) or not isinstance(lead, str | int):
+        msg = f"{path}: lead must be a name or an index, got {lead!r}"
+        raise InputError(msg)
+    if isinstance(lead, int):
+        if 0 <= lead < len(leads):
+            return lead
+    elif lead in leads:
+        return list(leads).index(lead)
+    msg = f"record {name} ({path}) has no lead {lead!r}; its leads are {list(leads)} (index 0..)"
+    raise InputError(msg)
 
 
 def record_base(path: Path) -> Path:
@@ -148,6 +153,15 @@ def read_wfdb(path: Path, *, lead: Lead | None = None, check_checksum: bool = Tr
         n_invalid=n_invalid if any(n_invalid) else (),
     )
     return out if lead is None else out.select(lead)
+
+
+def checked_header(path: Path) -> wfdb.Record:
+    """The header of a local WFDB record after the checks ``read_wfdb`` makes before decoding
+    (format codes supported, every ``.dat`` present and long enough); for chunked reads."""
+    base = record_base(path)
+    header = _read_header(base)
+    _check_header(base, header)
+    return header
 
 
 def _read_header(base: Path) -> wfdb.Record:
@@ -209,12 +223,21 @@ def _check_header(base: Path, header: wfdb.Record) -> None:
 def _check_checksums(base: Path, header: wfdb.Record, digital: npt.NDArray[np.int32]) -> None:
     if header.checksum is None or any(int(s or 1) != 1 for s in header.samps_per_frame):
         return  # frames with several samples of a signal are smoothed by wfdb: checksums no longer apply
-    sums = digital.astype(np.int64).sum(axis=0) % 65536
-    actual = np.where(sums >= 32768, sums - 65536, sums)
-    for i, expected in enumerate(header.checksum):
-        if expected is not None and int(actual[i]) != int(expected):
+    sums = digital.astype(np.int64).sum(axis=0)
+    check_checksums(base, header, range(header.n_sig), [int(v) for v in sums])
+
+
+def check_checksums(base: Path, header: wfdb.Record, signals: Sequence[int], sums: Sequence[int]) -> None:
+    """Compare the sums of the digital samples of ``signals`` (whole record) with the header's checksums."""
+    if header.checksum is None or any(int(s or 1) != 1 for s in header.samps_per_frame):
+        return  # frames with several samples of a signal are smoothed by wfdb: checksums no longer apply
+    for i, total in zip(signals, sums, strict=True):
+        expected = header.checksum[i]
+        low = total % 65536
+        actual = low - 65536 if low >= 32768 else low
+        if expected is not None and actual != int(expected):
             msg = (
-                f"{base}.dat: checksum of signal {i} ({header.sig_name[i]}) is {int(actual[i])}, "
+                f"{base}.dat: checksum of signal {i} ({header.sig_name[i]}) is {actual}, "
                 f"header says {int(expected)}: the data does not match its header"
             )
             raise InputError(msg)
