@@ -87,7 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--label-column", default="label")
     rp.add_argument("--mismatch", type=_on_off, default=None, help="on/off (default: the chip profile's)")
     rp.add_argument("--seed", type=int, default=0, help="mismatch seed")
-    rp.add_argument("--readout", choices=["auto", "stream", "utterance", "window"], default="auto")
+    rp.add_argument(
+        "--readout",
+        choices=["auto", "stream", "utterance", "window", "beat"],
+        default=None,
+        help="readout mode (default: the model's own, else auto)",
+    )
     rp.add_argument("--device", default="replay", help="device id in MQTT topics")
     rp.add_argument(
         "--preprocess",

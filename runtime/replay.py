@@ -15,12 +15,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from models.bundle import read_manifest, resolve
 from runtime.build import build_pipeline, read_labels
-from runtime.config import AudioFileSourceConfig, DvsFileSourceConfig, MqttConfig, PipelineConfig, ReadoutConfig
+from runtime.config import (
+    AudioFileSourceConfig,
+    DvsFileSourceConfig,
+    EcgFileSourceConfig,
+    MqttConfig,
+    PipelineConfig,
+    ReadoutConfig,
+    SourceConfig,
+)
 from runtime.contract import Classification
 from runtime.pipeline import status_payload
-from runtime.readout import Decision
+from runtime.readout import Decision, Mode
+from runtime.scoring import BeatTally
 from runtime.sinks.base import Sink
 from runtime.telemetry import percentiles
 from sensors.dvs.preprocess_config import DvsPreprocessConfig
@@ -37,7 +48,8 @@ class ReplayOptions:
     label_column: str = "label"
     mismatch: bool | None = None
     seed: int = 0
-    readout_mode: Literal["auto", "stream", "utterance", "window"] = "auto"
+    readout_mode: Mode | None = None
+    """None: the model's own readout mode, else auto."""
     block_ms: float | None = None
     preprocess: DvsPreprocessConfig | None = None
     """Event files: the DVS front end's settings (default: the model's)."""
@@ -57,6 +69,8 @@ class _Tally:
     energy_uj: float = 0.0
     """Chip energy summed over decision windows (not the whole stream's)."""
     confusion: Counter[tuple[str, str]] = field(default_factory=Counter)
+    events: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+    """Per stream: (decision time µs, label), for scoring against annotations by time."""
 
 
 def _progress(n_done: int, n_files: int, t0: float) -> None:
@@ -65,9 +79,11 @@ def _progress(n_done: int, n_files: int, t0: float) -> None:
     sys.stderr.flush()
 
 
-def _source_config(opts: ReplayOptions, block_ms: float) -> AudioFileSourceConfig | DvsFileSourceConfig:
+def _source_config(opts: ReplayOptions, block_ms: float) -> SourceConfig:
     """The file source the model's modality needs."""
     modality = read_manifest(resolve(opts.model) / "manifest.toml").model.modality
+    if modality == "ecg":
+        return EcgFileSourceConfig(paths=list(opts.paths), speed=opts.speed, block_ms=block_ms)
     if modality == "dvs":
         return DvsFileSourceConfig(
             paths=list(opts.paths),
@@ -82,7 +98,9 @@ def _source_config(opts: ReplayOptions, block_ms: float) -> AudioFileSourceConfi
 
 async def replay(opts: ReplayOptions) -> dict[str, Any]:
     labels = read_labels(opts.labels_csv, opts.label_column) if opts.labels_csv else None
-    block_ms = opts.block_ms or (100.0 if opts.speed == "max" else 20.0)
+    manifest = read_manifest(resolve(opts.model) / "manifest.toml")
+    block_ms = opts.block_ms or (20.0 if manifest.model.modality == "ecg" else 100.0 if opts.speed == "max" else 20.0)
+    mode = opts.readout_mode or manifest.readout.mode or "auto"
     cfg = PipelineConfig(
         name="replay",
         source=_source_config(opts, block_ms),
@@ -90,7 +108,7 @@ async def replay(opts: ReplayOptions) -> dict[str, Any]:
         chip=opts.chip,
         mismatch=opts.mismatch,
         seed=opts.seed,
-        readout=ReadoutConfig(mode=opts.readout_mode),
+        readout=ReadoutConfig(mode=mode),
         telemetry_interval_s=5.0,
     )
     sinks: list[Sink] = list(opts.sinks)
@@ -103,6 +121,8 @@ async def replay(opts: ReplayOptions) -> dict[str, Any]:
 
     def on_decision(d: Decision, payload: Classification | None) -> None:
         tally.energy_uj += d.energy_uj
+        t_us = d.start_us if mode == "beat" else (d.start_us + d.end_us) // 2
+        tally.events.setdefault(d.stream, []).append((t_us, pipeline.info.labels[d.label_index]))
         if d.truth is not None:
             predicted = pipeline.info.labels[d.label_index]
             tally.scored += 1
@@ -124,7 +144,10 @@ async def replay(opts: ReplayOptions) -> dict[str, Any]:
     wall_s = time.monotonic() - t0
     if opts.progress:
         sys.stderr.write("\n")
-    return _summary(pipeline, source, tally, wall_s, labels is not None, sinks)
+    summary = _summary(pipeline, source, tally, wall_s, labels is not None, sinks)
+    if manifest.model.modality == "ecg":
+        summary.update(score_annotated(tally.events, pipeline.info.labels, manifest.training.get("held_out")))
+    return summary
 
 
 def _summary(
@@ -170,6 +193,53 @@ def _summary(
         "sops_per_s": total.sops / stream_s if stream_s > 0 else None,
         "spikes_per_s": total.spikes / stream_s if stream_s > 0 else None,
         "sinks": {s.name: {"delivered": s.stats().delivered, "dropped": s.stats().dropped} for s in sinks},
+    }
+
+
+def score_annotated(
+    events: dict[str, list[tuple[int, str]]], labels: Sequence[str], held_out: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Beat-by-beat figures for the streams that have reference annotations next to them.
+
+    ``held_out`` (the model manifest's ``[training.held_out]``: ``records`` and ``from_s``) says
+    which part of which record the model never saw in training: ``held_out`` figures count only
+    beats and decisions there (records not named are wholly held out); ``per_class`` counts all.
+    """
+    from sensors.ecg.annotations import read_annotations
+    from sensors.ecg.records import record_base
+
+    every, unseen = BeatTally(labels), BeatTally(labels)
+    annotated: list[str] = []
+    train_records = set(held_out.get("records", [])) if held_out else set()
+    from_us = int(float(held_out.get("from_s", 0.0)) * 1e6) if held_out else 0
+    for stream in sorted(events):
+        base = record_base(Path(stream))
+        if not base.with_suffix(".atr").is_file():
+            continue
+        annotated.append(base.name)
+        beats = read_annotations(base).beats()
+        t_dec = np.array([t for t, _ in events[stream]], np.int64)
+        lab_dec = [lab for _, lab in events[stream]]
+        every.add(t_dec, lab_dec, beats.t_us, list(beats.symbol))
+        start = from_us if base.name in train_records else 0
+        keep_d, keep_b = t_dec >= start, beats.t_us >= start
+        unseen.add(
+            t_dec[keep_d],
+            [lab for lab, k in zip(lab_dec, keep_d, strict=True) if k],
+            beats.t_us[keep_b],
+            [s for s, k in zip(beats.symbol, keep_b, strict=True) if k],
+        )
+    if not annotated:
+        return {"annotated_records": []}
+    return {
+        "annotated_records": annotated,
+        **every.summary(),
+        "held_out": {
+            "protocol": f"records {sorted(train_records)} from {from_us / 1e6:g} s; other records whole"
+            if train_records
+            else "the model names no training records: all of it",
+            **unseen.summary(),
+        },
     }
 
 
