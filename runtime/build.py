@@ -30,6 +30,9 @@ from runtime.config import (
     DvsCameraSourceConfig,
     DvsFileSourceConfig,
     DvsUdpSourceConfig,
+    EcgFileSourceConfig,
+    EcgSerialSourceConfig,
+    EcgUdpSourceConfig,
     MicrophoneSourceConfig,
     PipelineConfig,
     ReadoutConfig,
@@ -42,6 +45,7 @@ from sensors.address import parse_host_port
 from sensors.audio.encoder import AudioEncoder, AudioEncoderConfig
 from sensors.dvs.frontend import DvsFrontEnd, check_sensor
 from sensors.dvs.preprocess_config import DvsPreprocessConfig
+from sensors.ecg.encoder_config import EcgEncoderConfig
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +56,7 @@ class Prepared:
 
     bundle: Bundle
     compiled: Compiled | CompiledConv
-    encoder_config: AudioEncoderConfig | DvsPreprocessConfig
+    encoder_config: AudioEncoderConfig | DvsPreprocessConfig | EcgEncoderConfig
 
     @property
     def n_outputs(self) -> int:
@@ -105,11 +109,17 @@ def prepare(model: str, chip: str | None, *, mismatch: bool | None, seed: int, s
             return Prepared(bundle, compiled, DvsPreprocessConfig.model_validate(bundle.manifest.encoder))
         except ValidationError as exc:
             raise ModelError(format_validation_error(exc, where)) from exc
-    if modality != "audio":
-        msg = f"model {bundle.ident}: modality {modality!r} has no encoder in this version (audio, dvs)"
+    if modality not in ("audio", "ecg"):
+        msg = f"model {bundle.ident}: modality {modality!r} has no encoder in this version (audio, dvs, ecg)"
         raise ModelError(msg)
+    enc: AudioEncoderConfig | EcgEncoderConfig
     try:
-        enc = AudioEncoderConfig(**bundle.manifest.encoder)
+        if modality == "ecg":
+            enc = EcgEncoderConfig.model_validate(bundle.manifest.encoder)
+        else:
+            enc = AudioEncoderConfig(**bundle.manifest.encoder)
+    except ValidationError as exc:
+        raise ModelError(format_validation_error(exc, where)) from exc
     except (TypeError, ValueError) as exc:
         msg = f"{where}: {exc}"
         raise ModelError(msg) from exc
@@ -206,10 +216,12 @@ def _source_and_encoder(
 ) -> tuple[Any, Encoder, str]:
     modality = prep.bundle.manifest.model.modality
     src = cfg.source
-    wants = "dvs" if isinstance(src, DvsFileSourceConfig | DvsUdpSourceConfig | DvsCameraSourceConfig) else "audio"
+    wants = src.kind.split("_")[0] if src.kind.startswith(("dvs", "ecg")) else "audio"
     if wants != modality:
         msg = f"pipeline {cfg.name}: a {src.kind} source cannot feed model {prep.bundle.ident} ({modality} input)"
         raise ConfigError(msg)
+    if isinstance(src, EcgFileSourceConfig | EcgSerialSourceConfig | EcgUdpSourceConfig):
+        return _ecg_source_and_encoder(src, prep, labels, on_error)
     if isinstance(src, DvsFileSourceConfig | DvsUdpSourceConfig | DvsCameraSourceConfig):
         assert isinstance(prep.compiled, CompiledConv)
         front = DvsFrontEnd(dvs_preprocess(src, prep), prep.compiled.input_shape)
@@ -233,6 +245,29 @@ def _source_and_encoder(
         return file_source(src, prep, labels, on_error), encoder, ", ".join(str(p) for p in src.paths)
     desc = f"microphone {src.device if src.device is not None else 'default'}"
     return microphone_source(src, prep), encoder, desc
+
+
+def _ecg_source_and_encoder(
+    src: EcgFileSourceConfig | EcgSerialSourceConfig | EcgUdpSourceConfig,
+    prep: Prepared,
+    labels: Mapping[str, str] | None,
+    on_error: str,
+) -> tuple[Any, Encoder, str]:
+    from sensors.ecg.encode import EcgEncoder
+    from sensors.ecg.file_config import ecg_file_source
+    from sensors.ecg.live_config import ecg_serial_source, ecg_udp_source
+
+    assert isinstance(prep.encoder_config, EcgEncoderConfig)
+    enc = prep.encoder_config
+    source: Any
+    if isinstance(src, EcgSerialSourceConfig):
+        source, desc = ecg_serial_source(src, model_rate_hz=enc.rate_hz), f"serial {src.port}"
+    elif isinstance(src, EcgUdpSourceConfig):
+        source, desc = ecg_udp_source(src, model_rate_hz=enc.rate_hz), f"udp {src.listen}"
+    else:
+        source = ecg_file_source(src, enc.rate_hz, labels, on_error)  # type: ignore[arg-type]
+        desc = ", ".join(str(p) for p in src.paths)
+    return source, EcgEncoder(enc), desc
 
 
 def build_pipeline(

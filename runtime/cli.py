@@ -133,12 +133,18 @@ def build_parser() -> argparse.ArgumentParser:
         "suite",
         nargs="?",
         default="audio",
-        choices=["audio", "decode", "dvs"],
-        help="audio: W1 on snp + FSDD pipeline + live run; decode: event-file decoders; dvs: W2 on dynapcnn",
+        choices=["audio", "decode", "dvs", "ecg"],
+        help=(
+            "audio: W1 on snp + FSDD pipeline + live run; decode: event-file decoders; dvs: W2 on dynapcnn; "
+            "ecg: a 30-minute record through ecg-beats on dynapse2"
+        ),
     )
     bn.add_argument("--json", action="store_true")
     bn.add_argument("--events", type=int, default=20_000_000, help="decode: events per synthetic file")
-    bn.add_argument("--data", type=Path, default=None, help="FSDD folder for the pipeline benchmark")
+    bn.add_argument(
+        "--data", type=Path, default=None, help="audio: FSDD folder; ecg: a WFDB record (default: MIT-BIH 223)"
+    )
+    bn.add_argument("--all-cores", action="store_true", help="ecg: do not pin the process to one core")
     bn.add_argument("--mqtt", default=None, metavar="URL", help="broker for the pipeline benchmark")
     bn.add_argument("--seconds", type=float, default=60.0, help="W1 stream length")
     bn.add_argument("--live", type=float, default=20.0, help="seconds of the paced live run (0: skip)")
@@ -398,6 +404,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from runtime.bench_dvs import run_bench_dvs
 
         out = run_bench_dvs(seconds=args.seconds if args.seconds != 60.0 else 10.0, repeats=args.repeat)
+        print(json.dumps(out, indent=None if args.json else 2))
+        return EXIT_OK
+    if args.suite == "ecg":
+        from runtime.bench_ecg import bench_ecg
+
+        data = Path(os.environ.get("SPIKEWIRE_DATA", "../shared/data"))
+        record = args.data or data / "ecg" / "mitdb_signals_only" / "223"
+        out = bench_ecg(record, repeats=args.repeat, one_core=not args.all_cores)
         print(json.dumps(out, indent=None if args.json else 2))
         return EXIT_OK
     result = run_bench(

@@ -17,6 +17,9 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from sensors.address import parse_host_port
 from sensors.dvs.preprocess_config import DvsPreprocessConfig
+from sensors.ecg.file_config import EcgFileSourceConfig as EcgFileSourceConfig
+from sensors.ecg.live_config import EcgSerialSourceConfig as EcgSerialSourceConfig
+from sensors.ecg.live_config import EcgUdpSourceConfig as EcgUdpSourceConfig
 
 
 class ConfigError(ValueError):
@@ -163,7 +166,14 @@ class DvsCameraSourceConfig(_Model):
 
 
 SourceConfig = Annotated[
-    AudioFileSourceConfig | MicrophoneSourceConfig | DvsFileSourceConfig | DvsUdpSourceConfig | DvsCameraSourceConfig,
+    AudioFileSourceConfig
+    | MicrophoneSourceConfig
+    | DvsFileSourceConfig
+    | DvsUdpSourceConfig
+    | DvsCameraSourceConfig
+    | EcgFileSourceConfig
+    | EcgSerialSourceConfig
+    | EcgUdpSourceConfig,
     Field(discriminator="kind"),
 ]
 
