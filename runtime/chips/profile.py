@@ -1,8 +1,9 @@
 """Chip profiles: limits, precision and energy constants as data, each with its provenance.
 
 A profile is a TOML file validated against one of the ``ChipProfile`` models, chosen by its
-``kernel`` field: ``CrossbarProfile`` (``cuba_lif_crossbar``, e.g. ``snp``) or
-``ConvCoreProfile`` (``iaf_conv_cores``, e.g. ``dynapcnn``). The built-in ones live in
+``kernel`` field: ``CrossbarProfile`` (``cuba_lif_crossbar``, e.g. ``snp``),
+``ConvCoreProfile`` (``iaf_conv_cores``, e.g. ``dynapcnn``) or ``AdexCoreProfile``
+(``adex_dpi_cores``, e.g. ``dynapse2``). The built-in ones live in
 ``runtime/chips/profiles/``. A user's file with the same schema describes a new chip (or a
 variant with other limits) without a code change: ``--chip path/to/mychip.toml``.
 """
@@ -125,11 +126,98 @@ class ConvCoreProfile(_Profile):
     timing: ConvTiming
 
 
-ChipProfile = Annotated[CrossbarProfile | ConvCoreProfile, Field(discriminator="kernel")]
+class Range(_Model):
+    """An allowed interval and where it comes from."""
+
+    min: float
+    max: float
+    source: Provenance
+    note: str = ""
+
+    def holds(self, value: float) -> bool:
+        return self.min <= value <= self.max
+
+
+class AdexLimits(_Model):
+    chips: Sourced = Field(description="Chips a network may be placed on (2x2 grid).")
+    cores_per_chip: Sourced = Field(description="Cores per chip; a core's neurons share one parameter set.")
+    neurons_per_core: Sourced = Field(description="Neurons per core.")
+    synapses_per_neuron: Sourced = Field(description="CAM entries (incoming synapses) per neuron.")
+    destinations_per_neuron: Sourced = Field(description="Routing entries (destination chips) per neuron.")
+    base_weights: Sourced = Field(description="Base weight currents per core; a synapse's mask selects a sum.")
+    inputs: Sourced = Field(description="Input channels (virtual neurons fed from the host).")
+    delay_classes_us: Choices = Field(description="Synaptic delay of each delay class (2 bits: 4 classes).")
+
+
+class AdexRanges(_Model):
+    """What one core's shared parameters may be set to."""
+
+    tau_mem_s: Range
+    tau_syn_s: Range = Field(description="AMPA, NMDA and GABA synapse time constants.")
+    tau_ahp_s: Range
+    refractory_s: Range
+    spike_threshold_a: Range
+    dc_a: Range
+    weight_a: Range = Field(description="Each base weight current.")
+
+
+class Circuit(_Model):
+    """Physical constants of the subthreshold circuits (DynapSim's parametrisation)."""
+
+    io_a: Sourced = Field(description="Dark current I0: no current goes below it.")
+    ut_v: Sourced = Field(description="Thermal voltage U_T.")
+    kappa_n: Sourced
+    kappa_p: Sourced
+    c_mem_f: Sourced
+    c_ampa_f: Sourced
+    c_nmda_f: Sourced
+    c_gaba_f: Sourced
+    c_ahp_f: Sourced
+
+
+class CoreDefaults(_Model):
+    """Settings the compiler uses where the network says nothing."""
+
+    gain_ratio_mem: Sourced = Field(description="I_gain / I_tau of the membrane.")
+    gain_ratio_syn: Sourced = Field(description="I_gain / I_tau of each synapse.")
+    gain_ratio_ahp: Sourced
+    pulse_s: Sourced = Field(description="Pulse width of a synaptic event (charges the DPI).")
+    pulse_ahp_s: Sourced
+    tau_ahp_s: Sourced
+    refractory_s: Sourced
+    nmda_gate_a: Sourced = Field(description="I_f of the NMDA voltage gate.")
+    spike_threshold_factor: Sourced = Field(description="I_spkthr as a multiple of the ignition current.")
+    readout_headroom: Sourced = Field(description="Non-spiking readout: rheobase in units of v = 1.")
+    saturation_a: Sourced = Field(description="Upper bound of I_mem (the circuit leaves subthreshold).")
+
+
+class Routing(_Model):
+    hop_latency_us: Sourced = Field(description="Latency of one chip-to-chip hop.")
+    hop_pj: Sourced = Field(description="Energy of routing one event over one chip-to-chip hop.")
+
+
+class AdexMismatch(_Model):
+    enabled: bool = Field(description="Default for pipelines that do not say.")
+    bias_sigma: Sourced = Field(description="Relative std of each neuron's bias currents (taus, gains, threshold).")
+    weight_sigma: Sourced = Field(description="Relative std of each synapse's weight current.")
+
+
+class AdexCoreProfile(_Profile):
+    kernel: Literal["adex_dpi_cores"] = Field(description="Which emulator kernel runs it.")
+    limits: AdexLimits
+    ranges: AdexRanges
+    circuit: Circuit
+    defaults: CoreDefaults
+    timing: Timing
+    routing: Routing
+    mismatch: AdexMismatch
+
+
+ChipProfile = Annotated[CrossbarProfile | ConvCoreProfile | AdexCoreProfile, Field(discriminator="kernel")]
 """Any chip profile; ``kernel`` says which model (and which emulator) applies."""
 
-_ADAPTER: TypeAdapter[CrossbarProfile | ConvCoreProfile] = TypeAdapter(ChipProfile)
-_KERNELS = ("cuba_lif_crossbar", "iaf_conv_cores")
+_ADAPTER: TypeAdapter[CrossbarProfile | ConvCoreProfile | AdexCoreProfile] = TypeAdapter(ChipProfile)
+_KERNELS = ("cuba_lif_crossbar", "iaf_conv_cores", "adex_dpi_cores")
 _BUILTIN = resources.files("runtime.chips") / "profiles"
 
 

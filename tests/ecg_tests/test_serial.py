@@ -127,7 +127,15 @@ async def test_int16_frames_resynchronise_after_a_lost_byte_and_fill_gaps(
 ) -> None:
     master, path = pty_pair
     cfg = EcgSerialSourceConfig(
-        port=path, protocol="int16", channels=2, lead=1, rate_hz=RATE, scale_mv=1 / 200, offset=BASELINE, max_gap_ms=150
+        port=path,
+        protocol="int16",
+        channels=2,
+        lead=1,
+        rate_hz=RATE,
+        scale_mv=1 / 200,
+        offset=BASELINE,
+        max_gap_ms=150,
+        queue_blocks=1024,  # the whole recording arrives at once; nothing may be dropped here
     )
     src = ecg_serial_source(cfg)
     sources.append(src)

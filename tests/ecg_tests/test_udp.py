@@ -240,7 +240,15 @@ async def test_nan_rows_are_not_sent_and_the_gap_is_filled(source: Callable[...,
 
 
 async def test_resampled_to_the_model_rate_through_the_factory(counts: npt.NDArray[np.int16]) -> None:
-    cfg = EcgUdpSourceConfig(listen="127.0.0.1:0", channels=2, lead=0, rate_hz=RATE, max_gap_ms=150.0, idle_flush_ms=30)
+    cfg = EcgUdpSourceConfig(
+        listen="127.0.0.1:0",
+        channels=2,
+        lead=0,
+        rate_hz=RATE,
+        max_gap_ms=150.0,
+        idle_flush_ms=30,
+        queue_blocks=1024,  # sent unpaced and read afterwards: nothing may be dropped here
+    )
     src = ecg_udp_source(cfg, model_rate_hz=250.0)
     try:
         await src.start()
