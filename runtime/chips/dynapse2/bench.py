@@ -1,0 +1,104 @@
+"""Benchmark of the dynapse2 kernel on an ECG-like workload (a figure, not a test).
+
+``python -m runtime.chips.dynapse2.bench`` runs a 30-minute record: Poisson input on 16
+channels at ~50 spikes/s each into 128 recurrent AdEx neurons (16 input + ~32 recurrent
+synapses each) and 2 readout neurons, fed in batches of ``batch_s``; it reports the median of
+5 runs in ticks/s and as a real-time factor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+from models.network import Network, Population, Projection
+from runtime.chips.dynapse2.chip import Dynapse2Chip
+from runtime.chips.dynapse2.compile import compile_dynapse2
+from runtime.chips.profile import AdexCoreProfile, load_profile
+from sensors.blocks import SpikeBatch
+
+
+def ecg_like_network(seed: int = 0, n_in: int = 16, hidden: int = 128, n_out: int = 2) -> Network:
+    rng = np.random.default_rng(seed)
+
+    def pop(name: str, n: int, v_th: float) -> Population:
+        return Population(
+            name, n, np.full(n, 5e-3), np.full(n, 20e-3), np.ones(n), np.zeros(n), np.full(n, v_th), np.zeros(n)
+        )
+
+    rec = rng.normal(0.0, 0.3, (hidden, hidden)) * (rng.random((hidden, hidden)) < 32 / hidden)
+    return Network(
+        n_in,
+        (pop("hidden", hidden, 1.0), pop("out", n_out, np.inf)),
+        (
+            Projection("fc_in", "input", "hidden", rng.normal(0.6, 0.6, (hidden, n_in))),
+            Projection("fc_rec", "hidden", "hidden", rec),
+            Projection(
+                "fc_out", "hidden", "out", rng.normal(0.0, 0.3, (n_out, hidden)) * (rng.random((n_out, hidden)) < 0.4)
+            ),
+        ),
+        output="out",
+    )
+
+
+def bench_dynapse2(
+    *, minutes: float = 30.0, rate_hz: float = 50.0, batch_s: float = 1.0, repeats: int = 5, mismatch: bool = True
+) -> dict[str, float | int]:
+    profile = load_profile("dynapse2")
+    assert isinstance(profile, AdexCoreProfile)
+    net = ecg_like_network()
+    chip = Dynapse2Chip(compile_dynapse2(net, profile, mismatch=mismatch, seed=1))
+    t_end = int(minutes * 60e6)
+    rng = np.random.default_rng(2)
+    n_ev = rng.poisson(rate_hz * net.n_inputs * minutes * 60)
+    t = np.sort(rng.integers(0, t_end, n_ev)).astype(np.int64)
+    ch = rng.integers(0, net.n_inputs, n_ev).astype(np.int32)
+    step = int(batch_s * 1e6)
+    edges = np.arange(0, t_end + step, step)
+    idx = np.searchsorted(t, edges)
+    batches = [
+        SpikeBatch(
+            "bench", t[idx[k] : idx[k + 1]], ch[idx[k] : idx[k + 1]], net.n_inputs, int(edges[k]), int(edges[k + 1]), 0
+        )
+        for k in range(len(edges) - 1)
+    ]
+    chip.run(batches[0])  # compile the kernel outside the timing
+    times, spikes, sops, ticks = [], 0, 0, 0
+    for _ in range(repeats):
+        chip.reset()
+        t0 = time.perf_counter()
+        spikes = sops = ticks = 0
+        for b in batches:
+            r = chip.run(b)
+            spikes += r.stats.spikes
+            sops += r.stats.sops
+            ticks += r.stats.ticks
+        times.append(time.perf_counter() - t0)
+    wall = float(np.median(times))
+    return {
+        "record_s": minutes * 60,
+        "input_events": int(n_ev),
+        "neurons": net.n_neurons,
+        "ticks": ticks,
+        "spikes": spikes,
+        "sops": sops,
+        "wall_s": round(wall, 3),
+        "ticks_per_s": round(ticks / wall),
+        "realtime_factor": round(minutes * 60 / wall, 1),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--minutes", type=float, default=30.0)
+    ap.add_argument("--batch-s", type=float, default=1.0)
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    print(json.dumps(bench_dynapse2(minutes=args.minutes, batch_s=args.batch_s, repeats=args.repeats), indent=2))
+
+
+if __name__ == "__main__":
+    main()

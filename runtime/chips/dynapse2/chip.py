@@ -1,0 +1,150 @@
+"""A running ``dynapse2`` chip: state, clock, counters and energy over the compiled arrays.
+
+``run`` is pure CPU work on numpy arrays (the kernel releases the GIL). One instance serves
+one stream at a time; ``reset`` starts a new stream at stream time 0. A tick is run only once
+the batch's ``t_end_us`` covers it, so results do not depend on how a stream is split.
+Energy: the profile's ``EnergyModel`` with the static power of every chip the network uses,
+plus ``hop_pj`` per routed chip-to-chip hop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.network import Network
+from runtime.chips.base import ChipResult, ChipStats, EnergyModel
+from runtime.chips.dynapse2 import kernel as kn
+from runtime.chips.dynapse2.compile import Dynapse2Compiled, compile_dynapse2
+from runtime.chips.profile import AdexCoreProfile
+from sensors.blocks import SpikeBatch
+
+_REC_CAPACITY_TICKS = 64
+_EMPTY_T = np.empty(0, np.int64)
+_EMPTY_N = np.empty(0, np.int32)
+
+
+class Dynapse2Chip:
+    def __init__(self, compiled: Dynapse2Compiled) -> None:
+        self.compiled = compiled
+        c = compiled
+        e = c.profile.energy
+        self._n_out = c.out_hi - c.out_lo
+        self._out = np.empty((2, _REC_CAPACITY_TICKS * max(self._n_out, 1)), np.int64)
+        self._energy = EnergyModel(
+            e.static_mw.value * c.n_chips, e.sop_pj.value * 1e-6, e.update_pj.value * 1e-6, e.spike_pj.value * 1e-6
+        )
+        self._hop_uj = c.profile.routing.hop_pj.value * 1e-6
+        self.reset()
+
+    @property
+    def name(self) -> str:
+        return self.compiled.profile.name
+
+    @property
+    def latency_us(self) -> float:
+        return self.compiled.latency_us
+
+    @property
+    def n_inputs(self) -> int:
+        return self.compiled.n_in
+
+    @property
+    def n_outputs(self) -> int:
+        return self._n_out
+
+    def reset(self) -> None:
+        """Fresh state at stream time 0: a new file must not inherit the previous one's state."""
+        c = self.compiled
+        self.S, self.Z, self.Q = kn.new_state(c.n_neurons, c.consts.io_a, c.ring)
+        C = np.zeros(kn.C_SIZE, np.int64)
+        C[kn.C_NEXT_TICK_END] = C[kn.C_TICK_US] = c.tick_us
+        C[kn.C_OUT_LO], C[kn.C_OUT_HI] = c.out_lo, c.out_hi
+        C[kn.C_REC] = 1 if c.out_spiking else 0
+        C[kn.C_N_IN] = c.n_in
+        C[kn.C_DUE_UNTIL] = -1
+        self.C = C
+        self._t_us = 0
+
+    def run(self, batch: SpikeBatch) -> ChipResult:
+        c = self.compiled
+        C = self.C
+        ro = np.empty((2, self._n_out), np.float64)
+        out_t, out_n = _EMPTY_T, _EMPTY_N
+        pos = 0
+        fresh = True
+        while True:
+            pos, status, k = kn.run_dynapse2(
+                batch.t_us, batch.ch, pos, batch.t_end_us,
+                c.ptr, c.tgt, c.typ, c.dly, c.w, c.hops, c.KP, c.G,
+                self.S, self.Z, self.Q, C, self._out, ro, fresh,
+            )  # fmt: skip
+            fresh = False
+            if k:
+                out_t = np.concatenate((out_t, self._out[0, :k]))
+                out_n = np.concatenate((out_n, self._out[1, :k].astype(np.int32)))
+                C[kn.C_N_REC] = 0
+            if status == 2:
+                msg = (
+                    f"{batch.stream}: spike at t={batch.t_us[pos]} us has channel {batch.ch[pos]}, "
+                    f"the chip has inputs 0..{c.n_in - 1}"
+                )
+                raise ValueError(msg)
+            if status == 0:
+                break
+        counters = C.tolist()
+        t0 = self._t_us
+        if batch.t_end_us > t0:
+            self._t_us = batch.t_end_us
+        sops, updates, spikes = counters[kn.C_SOPS], counters[kn.C_UPDATES], counters[kn.C_SPIKES]
+        energy_uj, static_uj = self._energy.uj(self._t_us - t0, sops, updates, spikes)
+        energy_uj += counters[kn.C_HOPS] * self._hop_uj
+        stats = ChipStats(
+            t0, self._t_us, counters[kn.C_INPUT_EVENTS], sops, updates, spikes, counters[kn.C_TICKS],
+            energy_uj, static_uj, c.latency_us, ro[0], ro[1],
+        )  # fmt: skip
+        return ChipResult(out_t, out_n, stats)
+
+    @property
+    def routed_hops(self) -> int:
+        """Chip-to-chip hops routed in the last ``run``."""
+        return int(self.C[kn.C_HOPS])
+
+
+@dataclass(frozen=True, slots=True)
+class MismatchComparison:
+    spikes_ideal: int
+    spikes_mismatch: int
+    output_spikes_ideal: list[int]
+    """Per readout neuron."""
+    output_spikes_mismatch: list[int]
+    readout_v_mean_ideal: list[float]
+    readout_v_mean_mismatch: list[float]
+
+    def lines(self) -> list[str]:
+        return [
+            f"spikes (all neurons): {self.spikes_ideal} without mismatch, {self.spikes_mismatch} with",
+            f"readout spikes: {self.output_spikes_ideal} without, {self.output_spikes_mismatch} with",
+            f"readout mean v: {[round(v, 4) for v in self.readout_v_mean_ideal]} without, "
+            f"{[round(v, 4) for v in self.readout_v_mean_mismatch]} with",
+        ]
+
+
+def compare_mismatch(net: Network, profile: AdexCoreProfile, batch: SpikeBatch, seed: int) -> MismatchComparison:
+    """Run ``batch`` on the ideal chip and on the chip drawn with ``seed``; compare their activity."""
+    res = []
+    for mm in (False, True):
+        chip = Dynapse2Chip(compile_dynapse2(net, profile, mismatch=mm, seed=seed))
+        r = chip.run(batch)
+        n_out = chip.n_outputs
+        ticks = max(r.stats.ticks, 1)
+        res.append(
+            (
+                r.stats.spikes,
+                np.bincount(r.spike_ch, minlength=n_out).tolist(),
+                (r.stats.readout_v_sum / ticks).tolist(),
+            )
+        )
+    (s0, o0, v0), (s1, o1, v1) = res
+    return MismatchComparison(s0, s1, o0, o1, v0, v1)
