@@ -67,6 +67,10 @@ class Manifest(_Model):
     readout: ReadoutSpec
     validation: list[Validation] = Field(default_factory=list)
     training: dict[str, Any] = Field(default_factory=dict, description="Recipe and its settings, for the record.")
+    chip: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Chip settings the network format cannot say (dynapse2: nmda, refractory_s, ahp_weight_a).",
+    )
 
 
 @dataclass(frozen=True)

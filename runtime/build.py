@@ -23,7 +23,9 @@ from runtime.chips.base import Chip
 from runtime.chips.compile import Compiled, compile_network
 from runtime.chips.crossbar import CrossbarChip
 from runtime.chips.dynapcnn import CompiledConv, DynapcnnChip, compile_convnet
-from runtime.chips.profile import ConvCoreProfile, CrossbarProfile, load_profile
+from runtime.chips.dynapse2.chip import Dynapse2Chip
+from runtime.chips.dynapse2.compile import Dynapse2Compiled, compile_dynapse2
+from runtime.chips.profile import AdexCoreProfile, ConvCoreProfile, CrossbarProfile, load_profile
 from runtime.config import (
     AudioFileSourceConfig,
     ConfigError,
@@ -55,7 +57,7 @@ class Prepared:
     """A model compiled for its chip, ready to be given sources."""
 
     bundle: Bundle
-    compiled: Compiled | CompiledConv
+    compiled: Compiled | CompiledConv | Dynapse2Compiled
     encoder_config: AudioEncoderConfig | DvsPreprocessConfig | EcgEncoderConfig
 
     @property
@@ -66,12 +68,14 @@ class Prepared:
     def make_chip(self) -> Chip:
         if isinstance(self.compiled, CompiledConv):
             return DynapcnnChip(self.compiled)
+        if isinstance(self.compiled, Dynapse2Compiled):
+            return Dynapse2Chip(self.compiled)
         return CrossbarChip(self.compiled)
 
 
 def _compile(
     bundle: Bundle, chip: str | None, *, mismatch: bool | None, seed: int, strict: bool
-) -> Compiled | CompiledConv:
+) -> Compiled | CompiledConv | Dynapse2Compiled:
     info = bundle.manifest.model
     profile = load_profile(chip or info.target_chip)
     net = bundle.network
@@ -86,16 +90,31 @@ def _compile(
         for warning in conv.report.warnings:
             log.warning("model %s on %s: %s", bundle.ident, profile.name, warning)
         return conv
+    if isinstance(profile, AdexCoreProfile):
+        adex = compile_dynapse2(net, profile, mismatch=mismatch, seed=seed, **_chip_options(bundle))
+        for warning in adex.report.warnings:
+            log.warning("model %s on %s: %s", bundle.ident, profile.name, warning)
+        return adex
     if not isinstance(profile, CrossbarProfile):
         msg = (
             f"model {bundle.ident} is a dense recurrent network; chip {profile.name!r} runs "
-            f"{profile.kernel} networks (use a crossbar chip such as 'snp')"
+            f"{profile.kernel} networks (use a crossbar chip such as 'snp' or 'dynapse2')"
         )
         raise ModelError(msg)
     compiled = compile_network(net, profile, mismatch=mismatch, seed=seed, strict=strict)
     for warning in compiled.report.warnings:
         log.warning("model %s on %s: %s", bundle.ident, profile.name, warning)
     return compiled
+
+
+def _chip_options(bundle: Bundle) -> dict[str, Any]:
+    """Per-population chip settings a CubaLIF network cannot express (manifest ``[chip]``)."""
+    opts = dict(bundle.manifest.chip)
+    unknown = set(opts) - {"nmda", "refractory_s", "ahp_weight_a"}
+    if unknown:
+        msg = f"{bundle.path / 'manifest.toml'}: [chip] has unknown setting(s) {sorted(unknown)}"
+        raise ModelError(msg)
+    return opts
 
 
 def prepare(model: str, chip: str | None, *, mismatch: bool | None, seed: int, strict: bool) -> Prepared:

@@ -158,12 +158,17 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--count", type=int, default=None, help="exit after this many messages")
     sb.add_argument("--timeout", type=float, default=None, help="exit after this many seconds")
 
-    sd = sub.add_parser("send", help="send an event recording as UDP datagrams to a daemon's dvs_udp source")
-    sd.add_argument("path", type=Path, help="event file (any supported format)")
+    sd = sub.add_parser(
+        "send", help="send a recording as UDP datagrams to a daemon's dvs_udp (event files) or ecg_udp source"
+    )
+    sd.add_argument("path", type=Path, help="event file (any supported format), WFDB record or CSV of ECG samples")
     sd.add_argument("to", help="host:port of the receiving source")
     sd.add_argument("--speed", type=_speed, default=1.0, help="'max' (unpaced) or a factor of real time")
     sd.add_argument("--loop", action="store_true", help="send the file again and again")
     sd.add_argument("--max-events", type=int, default=4096, help="events per datagram")
+    sd.add_argument("--lead", default=None, help="ECG: lead name or index to send (default: all)")
+    sd.add_argument("--rate", type=float, default=None, help="ECG: sample rate of a CSV without a time column")
+    sd.add_argument("--duration", type=float, default=None, metavar="S", help="ECG: send only the first S seconds")
 
     sub.add_parser("schema", help="print the JSON Schemas of the MQTT payloads")
     return ap
@@ -434,10 +439,14 @@ def _cmd_sub(args: argparse.Namespace) -> int:
     return asyncio.run(subscribe_and_print(cfg, args.device, sys.stdout, args.json, args.count, args.timeout))
 
 
+def _is_ecg(path: Path) -> bool:
+    """A WFDB record (with or without .hea/.dat), or a CSV of samples; anything else is an event file."""
+    return path.suffix in (".hea", ".dat", ".csv") or (not path.suffix and path.with_suffix(".hea").is_file())
+
+
 def _cmd_send(args: argparse.Namespace) -> int:
     from runtime.config import ConfigError
     from sensors.address import parse_host_port
-    from sensors.dvs.udp import send_file
 
     try:
         host, port = parse_host_port(args.to)
@@ -445,7 +454,21 @@ def _cmd_send(args: argparse.Namespace) -> int:
         msg = f"send: destination {exc}"
         raise ConfigError(msg) from exc
     speed = None if args.speed == "max" else float(args.speed)
-    sent = asyncio.run(send_file(args.path, host, port, speed=speed, max_events=args.max_events, loop=args.loop))
+    if _is_ecg(args.path):
+        from sensors.ecg.udp import send_record
+
+        lead = int(args.lead) if args.lead is not None and args.lead.isdigit() else args.lead
+        sent = 0
+        while True:  # --loop: the record again and again, a bench-top stand-in for a live front end
+            sent += asyncio.run(
+                send_record(args.path, host, port, rate_hz=args.rate, speed=speed, lead=lead, duration_s=args.duration)
+            )
+            if not args.loop:
+                break
+    else:
+        from sensors.dvs.udp import send_file
+
+        sent = asyncio.run(send_file(args.path, host, port, speed=speed, max_events=args.max_events, loop=args.loop))
     print(f"sent {sent} datagrams to {host}:{port}", file=sys.stderr)
     return EXIT_OK
 
