@@ -131,8 +131,11 @@ def load_bundle(name_or_path: str) -> Bundle:
     check_graph_types(graph, model)
     network = graph_to_network(graph, str(model))
     n_out = network.population(network.output).size
-    if n_out != len(manifest.labels):
-        msg = f"{root}: the output population has {n_out} neurons but the manifest lists {len(manifest.labels)} labels"
+    if n_out % len(manifest.labels):
+        msg = (
+            f"{root}: the output population has {n_out} neurons but the manifest lists {len(manifest.labels)} labels "
+            "(it needs one neuron per label, or the same number per label for a population readout)"
+        )
         raise ModelError(msg)
     return Bundle(root, manifest, network)
 

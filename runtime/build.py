@@ -165,7 +165,7 @@ def readout_for(prep: Prepared, cfg: ReadoutConfig, mode: Mode | None = None) ->
     if mode is not None:
         fields["mode"] = mode
     settings = ReadoutSettings(kind=spec.kind, temperature=spec.temperature, n_inputs=prep.compiled.n_in, **fields)
-    return Readout(settings, prep.n_outputs)
+    return Readout(settings, prep.n_outputs, len(prep.bundle.manifest.labels))
 
 
 def file_source(

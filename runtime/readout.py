@@ -17,7 +17,10 @@ Pure logic on the chip's per-batch results, no I/O. Windows are built from whole
 
 Scores are ``softmax(r / temperature)`` of the readout ``r``: the mean membrane of each
 output neuron over the window's ticks (``membrane_mean``), its maximum (``membrane_max``),
-or its spike count.
+or its spike count. A population readout has ``m`` output neurons per label (label-major:
+neurons ``[k*m, (k+1)*m)`` vote for label ``k``) and a label's ``r`` is the mean over its
+neurons: on an analog chip each neuron's gain is off by its own mismatch, and the mean of
+``m`` neurons is off by ``1/sqrt(m)`` as much.
 """
 
 from __future__ import annotations
@@ -93,9 +96,13 @@ class _Acc:
 
 
 class Readout:
-    def __init__(self, settings: ReadoutSettings, n_outputs: int) -> None:
+    def __init__(self, settings: ReadoutSettings, n_outputs: int, n_labels: int | None = None) -> None:
         self.s = settings
         self.n_outputs = n_outputs
+        self.n_labels = n_labels or n_outputs
+        if n_outputs % self.n_labels:
+            msg = f"{n_outputs} output neurons cannot be split evenly among {self.n_labels} labels"
+            raise ValueError(msg)
         self.ignored_bursts = 0
         self._reset_stream()
 
@@ -220,6 +227,8 @@ class Readout:
             r = acc.v_max
         else:
             r = acc.counts
+        if self.n_labels != self.n_outputs:
+            r = r.reshape(self.n_labels, -1).mean(axis=1)
         z = r / self.s.temperature
         e = np.exp(z - z.max())
         scores = e / e.sum()

@@ -149,3 +149,16 @@ def test_beat_mode_decides_a_beat_cut_by_the_end_of_the_stream() -> None:
     (d,) = r.end_of_stream("rec", None)
     assert (d.start_us, d.end_us, d.label_index) == (60_000, 100_000, 1)
     assert r.end_of_stream("rec", None) == []
+
+
+def test_population_readout_averages_each_labels_neurons() -> None:
+    # 2 labels x 3 neurons, label-major: label 0's neurons read 0.9, 0.1, 0.2 (mean 0.4),
+    # label 1's read 0.5, 0.5, 0.5 (mean 0.5): the one loud neuron of label 0 does not win it.
+    r = Readout(settings("stream"), 6, n_labels=2)
+    r.push("a", result(0, 20, [0.9, 0.1, 0.2, 0.5, 0.5, 0.5], 0.3), 1)
+    (d,) = r.end_of_stream("a", None)
+    assert d.label_index == 1 and d.scores.shape == (2,)
+    expected = np.exp(np.array([0.4, 0.5]) / 0.5)
+    np.testing.assert_allclose(d.scores, expected / expected.sum())
+    with pytest.raises(ValueError, match="cannot be split evenly among 4 labels"):
+        Readout(settings("stream"), 6, n_labels=4)

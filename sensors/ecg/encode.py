@@ -99,6 +99,10 @@ class EcgEncoder:
     def n_channels(self) -> int:
         return self.cfg.n_channels
 
+    def drops(self) -> dict[str, int]:
+        """What the pipeline reports in telemetry ``drops`` (as ``encoder_refractory``)."""
+        return self.dropped
+
     @property
     def dropped(self) -> dict[str, int]:
         """Spikes dropped by reason (only ``refractory``), cumulative over the encoder's life."""
