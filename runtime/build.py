@@ -308,16 +308,19 @@ def build_pipeline(
         labels=prep.bundle.manifest.labels,
         source=source_desc,
     )
+    readout = readout_for(prep, cfg.readout)
+    batch_ms = readout.s.batch_ms
     return Pipeline(
         info,
         source,
         encoder,
         prep.make_chip(),
-        readout_for(prep, cfg.readout),
+        readout,
         sinks,
         telemetry_interval_s=cfg.telemetry_interval_s,
         queue_blocks=cfg.queue_blocks,
         on_decision=on_decision,
+        batch_us=round(batch_ms * 1000) if batch_ms else None,
     )
 
 

@@ -202,6 +202,14 @@ class ReadoutConfig(_Model):
     max_utterance_ms: float = Field(2500.0, gt=0, description="utterance: longer bursts are cut into decisions.")
     beat_window_ms: float = Field(200.0, gt=0, description="beat: window read out after each onset.")
     refractory_ms: float = Field(250.0, gt=0, description="beat: shortest time from one onset to the next.")
+    batch_ms: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "Chip results are read out in batches of this much stream time whatever the source's block size "
+            "(onsets and windows at this resolution); default: one batch per source block."
+        ),
+    )
 
 
 class PipelineConfig(_Model):

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
 
+import numpy as np
+
 from runtime import __version__
 from runtime.chips.base import Chip, ChipResult
 from runtime.contract import Classification, Status, Window, utc_now
@@ -44,6 +46,30 @@ class Encoder(Protocol):
 
 
 Item = SampleBlock | EventBlock | EndOfStream
+Computed = tuple[str, ChipResult, int] | EndOfStream | None
+"""What the worker hands the readout: (stream, chip result, captured_ns), an end of stream, or the end."""
+
+
+def split_batch(batch: SpikeBatch, step_us: int) -> list[SpikeBatch]:
+    """``batch`` cut at the multiples of ``step_us`` in stream time (the readout's resolution).
+
+    Boundaries are absolute (``k * step_us``), so the pieces are the same whatever the source's
+    block size: a replay in large blocks and a live stream in small ones give the chip and the
+    readout the same batches.
+    """
+    first = batch.t_start_us // step_us + 1
+    edges = list(range(first * step_us, batch.t_end_us, step_us))
+    if not edges:
+        return [batch]
+    cuts = np.searchsorted(batch.t_us, edges).tolist()
+    starts = [batch.t_start_us, *edges]
+    ends = [*edges, batch.t_end_us]
+    lo = [0, *cuts]
+    hi = [*cuts, len(batch.t_us)]
+    return [
+        SpikeBatch(batch.stream, batch.t_us[a:b], batch.ch[a:b], batch.n_channels, t0, t1, batch.captured_ns)
+        for a, b, t0, t1 in zip(lo, hi, starts, ends, strict=True)
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +99,7 @@ class Pipeline:
         telemetry_interval_s: float = 5.0,
         queue_blocks: int = 64,
         on_decision: OnDecision | None = None,
+        batch_us: int | None = None,
     ) -> None:
         self.info = info
         self.source = source
@@ -83,8 +110,9 @@ class Pipeline:
         self.telemetry = TelemetryRecorder(info.device, info.name, chip.latency_us / 1000)
         self.telemetry_interval_s = telemetry_interval_s
         self.on_decision = on_decision
+        self.batch_us = batch_us
         self._q_in: asyncio.Queue[Item | None] = asyncio.Queue(queue_blocks)
-        self._q_out: asyncio.Queue[tuple[str, ChipResult, int] | EndOfStream | None] = asyncio.Queue(queue_blocks)
+        self._q_out: asyncio.Queue[list[Computed]] = asyncio.Queue(queue_blocks)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"chip-{info.name}")
         self._producer: asyncio.Task[None] | None = None
         self._seq = 0
@@ -154,19 +182,22 @@ class Pipeline:
             # Take what is already queued: one thread hop for many blocks at --speed max.
             while len(group) < _MAX_GROUP and not self._q_in.empty() and group[-1] is not None:
                 group.append(self._q_in.get_nowait())
-            results = await loop.run_in_executor(self._executor, self._process, group)
-            for res in results:
-                await self._q_out.put(res)
+            # One queue item per group, not per result: at --speed max a queue hop costs more
+            # than a chip batch.
+            await self._q_out.put(await loop.run_in_executor(self._executor, self._process, group))
             if group[-1] is None:
                 return
 
-    def _process(self, group: list[Item | None]) -> list[tuple[str, ChipResult, int] | EndOfStream | None]:
+    def _process(self, group: list[Item | None]) -> list[Computed]:
         """Worker thread: encode and run the chip for a group of items, in order."""
-        out: list[tuple[str, ChipResult, int] | EndOfStream | None] = []
+        out: list[Computed] = []
         for item in group:
             if isinstance(item, SampleBlock | EventBlock):
                 batch = self.encoder.encode(item)
-                out.append((item.stream, self.chip.run(batch), item.captured_ns))
+                if self.batch_us is None:
+                    out.append((item.stream, self.chip.run(batch), item.captured_ns))
+                else:
+                    out += [(item.stream, self.chip.run(b), item.captured_ns) for b in split_batch(batch, self.batch_us)]
             else:
                 # End of a stream (or of all input): fresh state for whatever comes next.
                 self.encoder.reset()
@@ -176,20 +207,20 @@ class Pipeline:
 
     async def _decide(self) -> None:
         while True:
-            item = await self._q_out.get()
-            if item is None:
-                for d in self.readout.end_of_stream(self._stream, None):
+            for item in await self._q_out.get():
+                if item is None:
+                    for d in self.readout.end_of_stream(self._stream, None):
+                        self._publish(d)
+                    return
+                if isinstance(item, EndOfStream):
+                    for d in self.readout.end_of_stream(item.stream, item.label):
+                        self._publish(d)
+                    continue
+                stream, result, captured_ns = item
+                self._stream = stream
+                self.telemetry.add_chip(result.stats)
+                for d in self.readout.push(stream, result, captured_ns):
                     self._publish(d)
-                return
-            if isinstance(item, EndOfStream):
-                for d in self.readout.end_of_stream(item.stream, item.label):
-                    self._publish(d)
-                continue
-            stream, result, captured_ns = item
-            self._stream = stream
-            self.telemetry.add_chip(result.stats)
-            for d in self.readout.push(stream, result, captured_ns):
-                self._publish(d)
 
     async def _telemetry_loop(self) -> None:
         while True:

@@ -52,6 +52,8 @@ class ReadoutSettings:
     max_utterance_ms: float = 2500.0
     beat_window_ms: float = 200.0
     refractory_ms: float = 250.0
+    batch_ms: float | None = None
+    """Stream time per chip result (the pipeline cuts batches at its multiples); None: per source block."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,7 +99,7 @@ def _source_config(opts: ReplayOptions, block_ms: float) -> SourceConfig:
 async def replay(opts: ReplayOptions) -> dict[str, Any]:
     labels = read_labels(opts.labels_csv, opts.label_column) if opts.labels_csv else None
     manifest = read_manifest(resolve(opts.model) / "manifest.toml")
-    block_ms = opts.block_ms or (20.0 if manifest.model.modality == "ecg" else 100.0 if opts.speed == "max" else 20.0)
+    block_ms = opts.block_ms or (100.0 if opts.speed == "max" else 20.0)
     mode = opts.readout_mode or manifest.readout.mode or "auto"
     cfg = PipelineConfig(
         name="replay",
