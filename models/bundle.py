@@ -35,10 +35,11 @@ class ModelInfo(_Model):
 
 
 class ReadoutSpec(_Model):
-    kind: Literal["membrane_mean", "membrane_max", "spike_count"] = Field(
+    kind: Literal["membrane_mean", "membrane_max", "spike_count", "membrane_rise"] = Field(
         description=(
             "membrane_mean / membrane_max: mean / maximum membrane of each output neuron over the window; "
-            "spike_count: its spikes."
+            "spike_count: its spikes; membrane_rise: the window's mean minus the mean over the batch before it "
+            "(cancels each analog neuron's own resting level)."
         )
     )
     temperature: float = Field(1.0, gt=0, description="scores = softmax(readout / temperature).")

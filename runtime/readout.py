@@ -17,7 +17,9 @@ Pure logic on the chip's per-batch results, no I/O. Windows are built from whole
 
 Scores are ``softmax(r / temperature)`` of the readout ``r``: the mean membrane of each
 output neuron over the window's ticks (``membrane_mean``), its maximum (``membrane_max``),
-or its spike count. A population readout has ``m`` output neurons per label (label-major:
+its spike count, or its rise (``membrane_rise``): the window's mean minus the mean over the
+batch just before the window. On an analog chip every neuron rests at its own level (mismatch
+of the currents that set it); the rise cancels that offset, which no training can know. A population readout has ``m`` output neurons per label (label-major:
 neurons ``[k*m, (k+1)*m)`` vote for label ``k``) and a label's ``r`` is the mean over its
 neurons: on an analog chip each neuron's gain is off by its own mismatch, and the mean of
 ``m`` neurons is off by ``1/sqrt(m)`` as much.
@@ -40,7 +42,7 @@ Mode = Literal["stream", "utterance", "window", "auto", "beat"]
 @dataclass(frozen=True, slots=True)
 class ReadoutSettings:
     mode: Mode
-    kind: Literal["membrane_mean", "membrane_max", "spike_count"]
+    kind: Literal["membrane_mean", "membrane_max", "spike_count", "membrane_rise"]
     temperature: float
     n_inputs: int
     window_ms: float = 1000.0
@@ -81,6 +83,8 @@ class _Acc:
     v_sum: npt.NDArray[np.float64]
     v_max: npt.NDArray[np.float64]
     counts: npt.NDArray[np.float64]
+    baseline: npt.NDArray[np.float64]
+    """Mean membrane over the batch before the window (``membrane_rise``)."""
     ticks: int = 0
     energy_uj: float = 0.0
     captured_ns: int = 0
@@ -106,12 +110,15 @@ class Readout:
             msg = f"{n_outputs} output neurons cannot be split evenly among {self.n_labels} labels"
             raise ValueError(msg)
         self.ignored_bursts = 0
+        self._last_mean = np.zeros(n_outputs)
         self._reset_stream()
 
     def _new_acc(self, t_us: int) -> _Acc:
-        return _Acc(t_us, t_us, np.zeros(self.n_outputs), np.full(self.n_outputs, -np.inf), np.zeros(self.n_outputs))
+        n = self.n_outputs
+        return _Acc(t_us, t_us, np.zeros(n), np.full(n, -np.inf), np.zeros(n), self._last_mean.copy())
 
     def _reset_stream(self) -> None:
+        self._last_mean = np.zeros(self.n_outputs)
         self._stream_acc: _Acc | None = None
         self._utt: _Acc | None = None
         self._quiet_us = 0
@@ -123,6 +130,13 @@ class Readout:
 
     def push(self, stream: str, result: ChipResult, captured_ns: int) -> list[Decision]:
         """Feed one batch's chip result; returns the decisions it completes."""
+        out = self._push(stream, result, captured_ns)
+        st = result.stats
+        if st.ticks:
+            self._last_mean = st.readout_v_sum / st.ticks
+        return out
+
+    def _push(self, stream: str, result: ChipResult, captured_ns: int) -> list[Decision]:
         st = result.stats
         mode = self.s.mode
         if mode == "auto":
@@ -210,6 +224,7 @@ class Readout:
         out: list[Decision] = []
         if st.t_end_us >= self._next_hop_us:
             total = self._new_acc(self._recent[0][1].start_us)
+            total.baseline = self._recent[0][1].baseline
             for _, part in self._recent:
                 total.v_sum += part.v_sum
                 np.maximum(total.v_max, part.v_max, out=total.v_max)
@@ -225,6 +240,8 @@ class Readout:
     def _decide(self, stream: str, acc: _Acc, truth: str | None) -> Decision:
         if self.s.kind == "membrane_mean":
             r = acc.v_sum / max(acc.ticks, 1)
+        elif self.s.kind == "membrane_rise":
+            r = acc.v_sum / max(acc.ticks, 1) - acc.baseline
         elif self.s.kind == "membrane_max":
             r = acc.v_max
         else:

@@ -162,3 +162,18 @@ def test_population_readout_averages_each_labels_neurons() -> None:
     np.testing.assert_allclose(d.scores, expected / expected.sum())
     with pytest.raises(ValueError, match="cannot be split evenly among 4 labels"):
         Readout(settings("stream"), 6, n_labels=4)
+
+
+def test_membrane_rise_subtracts_each_neurons_level_before_the_window() -> None:
+    s = ReadoutSettings(
+        mode="beat", kind="membrane_rise", temperature=0.5, n_inputs=N_IN, beat_window_ms=40.0, refractory_ms=100.0
+    )
+    r = Readout(s, 2)
+    # Neuron 0 rests high (0.8), neuron 1 low (0.1): by level neuron 0 would always win.
+    assert r.push("rec", result(0, 20, [0.8, 0.1], 0.0), 1) == []
+    assert r.push("rec", result(20, 40, [0.9, 0.5], 0.3), 2) == []  # onset: the window opens here
+    (d,) = r.push("rec", result(40, 60, [0.9, 0.5], 0.3), 3)
+    assert (d.start_us, d.end_us) == (20_000, 60_000)
+    rise = np.array([0.9 - 0.8, 0.5 - 0.1])
+    assert d.label_index == 1
+    np.testing.assert_allclose(d.scores, np.exp(rise / 0.5) / np.exp(rise / 0.5).sum())
