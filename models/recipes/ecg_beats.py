@@ -402,7 +402,7 @@ def manifest(enc: EcgEncoderConfig, info: dict[str, float], r: Recipe) -> dict[s
             "held_out": {"records": list(RECORDS), "from_s": SPLIT_S},
             "train_windows": info["train_windows"],
             "train_v": info["train_v"],
-            **{k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(r).items()},
+            **{k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(r).items() if v is not None},
         },
     }
 
