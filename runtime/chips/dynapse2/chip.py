@@ -36,6 +36,9 @@ class Dynapse2Chip:
             e.static_mw.value * c.n_chips, e.sop_pj.value * 1e-6, e.update_pj.value * 1e-6, e.spike_pj.value * 1e-6
         )
         self._hop_uj = c.profile.routing.hop_pj.value * 1e-6
+        self._latency_us = c.latency_us
+        self._net = (c.ptr, c.tgt, c.typ, c.dly, c.w, c.hops, c.KP, c.G)
+        self._spk, self._W = kn.new_scratch(c.KP)
         self.reset()
 
     @property
@@ -68,17 +71,17 @@ class Dynapse2Chip:
         self._t_us = 0
 
     def run(self, batch: SpikeBatch) -> ChipResult:
-        c = self.compiled
         C = self.C
+        C[kn.C_N_REC] = 0
         ro = np.empty((2, self._n_out), np.float64)
         out_t, out_n = _EMPTY_T, _EMPTY_N
         pos = 0
         fresh = True
+        net = self._net
         while True:
             pos, status, k = kn.run_dynapse2(
-                batch.t_us, batch.ch, pos, batch.t_end_us,
-                c.ptr, c.tgt, c.typ, c.dly, c.w, c.hops, c.KP, c.G,
-                self.S, self.Z, self.Q, C, self._out, ro, fresh,
+                batch.t_us, batch.ch, pos, batch.t_end_us, net[0], net[1], net[2], net[3], net[4], net[5], net[6],
+                net[7], self.S, self.Z, self.Q, C, self._out, ro, fresh, self._spk, self._W,
             )  # fmt: skip
             fresh = False
             if k:
@@ -86,11 +89,7 @@ class Dynapse2Chip:
                 out_n = np.concatenate((out_n, self._out[1, :k].astype(np.int32)))
                 C[kn.C_N_REC] = 0
             if status == 2:
-                msg = (
-                    f"{batch.stream}: spike at t={batch.t_us[pos]} us has channel {batch.ch[pos]}, "
-                    f"the chip has inputs 0..{c.n_in - 1}"
-                )
-                raise ValueError(msg)
+                raise self._bad_channel(batch, pos)
             if status == 0:
                 break
         counters = C.tolist()
@@ -102,9 +101,74 @@ class Dynapse2Chip:
         energy_uj += counters[kn.C_HOPS] * self._hop_uj
         stats = ChipStats(
             t0, self._t_us, counters[kn.C_INPUT_EVENTS], sops, updates, spikes, counters[kn.C_TICKS],
-            energy_uj, static_uj, c.latency_us, ro[0], ro[1],
+            energy_uj, static_uj, self._latency_us, ro[0], ro[1],
         )  # fmt: skip
         return ChipResult(out_t, out_n, stats)
+
+    def run_split(self, batch: SpikeBatch, step_us: int) -> list[ChipResult]:
+        """``[self.run(b) for b in split_batch(batch, step_us)]``, the same results, in one kernel call.
+
+        The pieces end at the multiples of ``step_us`` inside the batch and at its ``t_end_us``
+        (``runtime.pipeline.split_batch``); per-piece Python calls would cost more than the
+        kernel does for 20 ms of a small network.
+        """
+        if step_us <= 0:
+            msg = f"{batch.stream}: run_split needs step_us > 0, got {step_us}"
+            raise ValueError(msg)
+        t_end = batch.t_end_us
+        first = (batch.t_start_us // step_us + 1) * step_us
+        n = len(range(first, t_end, step_us)) + 1  # the cuts inside the batch, then its end
+        ends = np.arange(first, first + n * step_us, step_us, dtype=np.int64)
+        ends[-1] = t_end
+        R = np.empty((n, 2, self._n_out), np.float64)
+        P = np.empty((n, kn.P_SIZE), np.int64)
+        self.C[kn.C_N_REC] = 0
+        pos, piece, fresh, net = 0, 0, True, self._net
+        while True:
+            pos, piece, status = kn.run_pieces(
+                batch.t_us, batch.ch, pos, ends, piece, net[0], net[1], net[2], net[3], net[4], net[5], net[6],
+                net[7], self.S, self.Z, self.Q, self.C, self._out, R, P, fresh, self._spk, self._W,
+            )  # fmt: skip
+            if status == 0:
+                break
+            if status == 2:
+                self.C[kn.C_N_REC] = 0
+                raise self._bad_channel(batch, pos)
+            fresh = False  # the record buffer is full: double it and carry on with the same piece
+            self._out = np.concatenate((self._out, np.empty_like(self._out)), axis=1)
+        self.C[kn.C_N_REC] = 0
+        return self._results(ends.tolist(), P.tolist(), R)
+
+    def _results(self, ends: list[int], counts: list[list[int]], R: np.ndarray) -> list[ChipResult]:
+        n_rec = counts[-1][kn.P_N_REC]
+        out_t, out_n = self._out[0, :n_rec].copy(), self._out[1, :n_rec].astype(np.int32)
+        uj, hop_uj, latency_us = self._energy.uj, self._hop_uj, self._latency_us
+        t1 = self._t_us
+        prev = 0
+        res = []
+        for end, (ticks, sops, updates, spikes, events, hops, rec), ro in zip(ends, counts, R, strict=True):
+            t0 = t1
+            if end > t0:
+                t1 = end
+            energy_uj, static_uj = uj(t1 - t0, sops, updates, spikes)
+            energy_uj += hops * hop_uj
+            stats = ChipStats(
+                t0, t1, events, sops, updates, spikes, ticks, energy_uj, static_uj, latency_us, ro[0], ro[1]
+            )
+            if rec > prev:
+                res.append(ChipResult(out_t[prev:rec], out_n[prev:rec], stats))
+                prev = rec
+            else:
+                res.append(ChipResult(_EMPTY_T, _EMPTY_N, stats))
+        self._t_us = t1
+        return res
+
+    def _bad_channel(self, batch: SpikeBatch, pos: int) -> ValueError:
+        msg = (
+            f"{batch.stream}: spike at t={batch.t_us[pos]} us has channel {batch.ch[pos]}, "
+            f"the chip has inputs 0..{self.compiled.n_in - 1}"
+        )
+        return ValueError(msg)
 
     @property
     def routed_hops(self) -> int:

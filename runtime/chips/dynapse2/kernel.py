@@ -50,7 +50,7 @@ from runtime.chips.dynapse2.feedback import N_SCRATCH, feedback
 NK = 20
 S_AMPA, S_NMDA, S_GABA, S_AHP, S_MEM, S_FB = range(6)
 Z_REFR, Z_SPIKED = range(2)
-W_IFB, W_SPIKE, W_X, W_MEM, W_NREF, W_GAIN, W_FB_SCRATCH = range(7)
+W_IFB, W_SPIKE, W_X, W_MEM, W_NREF, W_GAIN, W_INV_ITAU, W_FB_SCRATCH = range(8)
 W_ROWS = W_FB_SCRATCH + N_SCRATCH
 
 C_NEXT_TICK_END = 0
@@ -76,11 +76,18 @@ COUNTERS = (C_TICKS, C_SOPS, C_UPDATES, C_SPIKES, C_INPUT_EVENTS, C_HOPS)
 @njit(nogil=True, cache=True, inline="always")
 def _deliver(src, k, ptr, tgt, typ, dly, w, hops, Q, C):  # type: ignore[no-untyped-def]
     r = Q.shape[0]
+    # One integer division per source, not per synapse (~40 cycles each): delays are < r - 1.
+    base = k % r
+    d_max = 0
     for j in range(ptr[src], ptr[src + 1]):
-        due = k + dly[j]
-        Q[due % r, typ[j], tgt[j]] += w[j]
-        if due > C[C_DUE_UNTIL]:
-            C[C_DUE_UNTIL] = due
+        d = dly[j]
+        slot = base + d
+        if slot >= r:
+            slot -= r
+        Q[slot, typ[j], tgt[j]] += w[j]
+        d_max = max(d_max, d)
+    if k + d_max > C[C_DUE_UNTIL] and ptr[src + 1] > ptr[src]:
+        C[C_DUE_UNTIL] = k + d_max
     C[C_SOPS] += ptr[src + 1] - ptr[src]
     C[C_HOPS] += hops[src]
 
@@ -114,6 +121,10 @@ def _synapses(slot, KP, G, S, Z, Q):  # type: ignore[no-untyped-def]
     return moved
 
 
+# Two divisions per neuron instead of the five of the equations as written (a vector division
+# costs as much as ~10 multiplications): nm / (1 + I_f / I) = nm I / (I + I_f), h / I_tau uses
+# 1 / I_tau from the run's constants, and the Euler step's two quotients share the denominator
+# I + I_gain. Each rewrite moves the result by float64 rounding only (a few ulp).
 @njit(nogil=True, cache=True, error_model="numpy")
 def _membrane(KP, G, S, Z, W):  # type: ignore[no-untyped-def]
     """``W[W_MEM]`` = the membrane after the Euler step, clipped, before any reset (the feedback source)."""
@@ -122,17 +133,20 @@ def _membrane(KP, G, S, Z, W):  # type: ignore[no-untyped-def]
     i_old, i_fb, refr = S[S_MEM], W[W_IFB], Z[Z_REFR]
     itau, igain, ifn, idc = KP[K_ITAU], KP[K_IGAIN], KP[K_IFN], KP[K_IDC]
     for n in range(S.shape[1]):
-        x[n] = a[n] + nm[n] / (1.0 + ifn[n] / i_old[n]) - g[n] + idc[n] - (itau[n] + h[n])
-    gain = W[W_GAIN]  # igain / itau, divided once per run (the same IEEE quotient)
+        i = i_old[n]
+        x[n] = a[n] + nm[n] * i / (i + ifn[n]) - g[n] + idc[n] - (itau[n] + h[n])
+    gain, inv_itau = W[W_GAIN], W[W_INV_ITAU]  # igain / itau and 1 / itau, divided once per run
     for n in range(S.shape[1]):
         xr = 0.0 if refr[n] > 0 else x[n]  # the refractory period gates all input
-        x[n] = gain[n] * (max(xr, io) - (itau[n] + h[n]))  # I_inf
+        # I_inf - I (1 + I_ahp / I_tau): the Euler step's drive without the feedback term.
+        x[n] = gain[n] * (max(xr, io) - (itau[n] + h[n])) - i_old[n] * (1.0 + h[n] * inv_itau[n])
     rate, isat = KP[K_RATE], KP[K_ISAT]
     for n in range(S.shape[1]):
+        # I + I I_leak rate / (I + I_gain) (x + I_fb (I + I_gain) / I_leak), over one denominator.
         i = i_old[n]
-        ileak = itau[n] + h[n]
-        drive = x[n] + i_fb[n] * (i + igain[n]) / ileak - i * (1.0 + h[n] / itau[n])
-        fb[n] = min(max(i + i * ileak * rate[n] / (i + igain[n]) * drive, io), isat[n])
+        ig = i + igain[n]
+        step = i * rate[n] * ((itau[n] + h[n]) * x[n] + i_fb[n] * ig) / ig
+        fb[n] = min(max(i + step, io), isat[n])
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -163,8 +177,8 @@ def _neurons(k, KP, G, S, Z, Q, spk, W):  # type: ignore[no-untyped-def]
     A neuron is on a fixed point when it had nothing due and its update left every state variable
     bitwise unchanged, without spike or refractoriness: updating it again with nothing due gives
     the same state, which is what lets ``run_dynapse2`` jump over quiet stretches exactly.
-    ``W`` is scratch, ``(W_ROWS, N)`` float64 with ``W[W_NREF]`` holding ``int64(K_NREF)`` and
-    ``W[W_GAIN]`` ``K_IGAIN / K_ITAU``.
+    ``W`` is scratch from ``new_scratch``, ``(W_ROWS, N)`` float64 with the run's constants
+    ``W[W_NREF]`` (``int64(K_NREF)``), ``W[W_GAIN]`` (``K_IGAIN / K_ITAU``), ``W[W_INV_ITAU]``.
     """
     feedback(S[S_FB], G[0], G[1], W[W_IFB], W[W_FB_SCRATCH:])
     moved = _synapses(k % Q.shape[0], KP, G, S, Z, Q)
@@ -209,42 +223,25 @@ def _tick(ptr, tgt, typ, dly, w, hops, KP, G, S, Z, Q, C, out, ro, spk, W):  # t
 
 
 @njit(nogil=True, cache=True)
-def run_dynapse2(ev_t, ev_ch, pos, t_end_us, ptr, tgt, typ, dly, w, hops, KP, G, S, Z, Q, C, out, ro, fresh):  # type: ignore[no-untyped-def]
-    """Advance the chip to ``t_end_us`` (complete ticks only), consuming events from ``pos``.
-
-    Returns ``(pos, status, n_rec)`` like ``crossbar_kernel.run_crossbar``: 0 done; 1 the spike
-    record buffer is full (drain ``out[:, :n_rec]``, zero ``C[C_N_REC]``, call again); 2 event
-    ``pos`` names a channel the chip does not have. ``fresh`` zeroes the per-call counters and
-    ``ro`` (row 0 sum, row 1 max of the readout's normalised membrane over the ticks run).
-    """
-    if fresh:
-        for c in COUNTERS:
-            C[c] = 0
-        for j in range(ro.shape[1]):
-            ro[0, j] = 0.0
-            ro[1, j] = -np.inf
-    n_ev = ev_t.shape[0]
+def _advance(ev_t, ev_ch, pos, n_ev, t_end_us, ptr, tgt, typ, dly, w, hops, KP, G, S, Z, Q, C, out, ro, spk, W):  # type: ignore[no-untyped-def]
+    """Run the complete ticks up to ``t_end_us`` with the events ``pos:n_ev``; returns ``(pos, status)``."""
     tick_us = C[C_TICK_US]
     lo = C[C_OUT_LO]
     n_out = C[C_OUT_HI] - lo
     rec_width = n_out if C[C_REC] == 1 else 0
-    spk = np.empty(S.shape[1], np.int64)
-    W = np.empty((W_ROWS, S.shape[1]), np.float64)
-    W[W_NREF].view(np.int64)[:] = KP[K_NREF].astype(np.int64)  # refractory ticks, converted once
-    W[W_GAIN] = KP[K_IGAIN] / KP[K_ITAU]
     while True:
         tick_end = C[C_NEXT_TICK_END]
         k = C[C_TICK_INDEX]
         while pos < n_ev and ev_t[pos] < tick_end:
             c = ev_ch[pos]
             if c < 0 or c >= C[C_N_IN]:
-                return pos, 2, C[C_N_REC]
+                return pos, 2
             _deliver(c, k, ptr, tgt, typ, dly, w, hops, Q, C)
             C[C_INPUT_EVENTS] += 1
             C[C_QUIET] = 0
             pos += 1
         if tick_end > t_end_us:
-            return pos, 0, C[C_N_REC]
+            return pos, 0
         if C[C_QUIET] == 1:
             # Every neuron sits on a fixed point and nothing is due: jump to the next event's tick.
             limit = t_end_us if pos >= n_ev else min(t_end_us, ev_t[pos])
@@ -259,8 +256,87 @@ def run_dynapse2(ev_t, ev_ch, pos, t_end_us, ptr, tgt, typ, dly, w, hops, KP, G,
                     ro[1, j] = v
             continue
         if C[C_N_REC] + rec_width > out.shape[1]:
-            return pos, 1, C[C_N_REC]
+            return pos, 1
         _tick(ptr, tgt, typ, dly, w, hops, KP, G, S, Z, Q, C, out, ro, spk, W)
+
+
+@njit(nogil=True, cache=True)
+def _fresh(C, ro):  # type: ignore[no-untyped-def]
+    for c in COUNTERS:
+        C[c] = 0
+    for j in range(ro.shape[1]):
+        ro[0, j] = 0.0
+        ro[1, j] = -np.inf
+
+
+@njit(nogil=True, cache=True)
+def run_dynapse2(ev_t, ev_ch, pos, t_end_us, ptr, tgt, typ, dly, w, hops, KP, G, S, Z, Q, C, out, ro, fresh, spk, W):  # type: ignore[no-untyped-def]
+    """Advance the chip to ``t_end_us`` (complete ticks only), consuming events from ``pos``.
+
+    Returns ``(pos, status, n_rec)`` like ``crossbar_kernel.run_crossbar``: 0 done; 1 the spike
+    record buffer is full (drain ``out[:, :n_rec]``, zero ``C[C_N_REC]``, call again); 2 event
+    ``pos`` names a channel the chip does not have. ``fresh`` zeroes the per-call counters and
+    ``ro`` (row 0 sum, row 1 max of the readout's normalised membrane over the ticks run).
+    ``spk`` (int64, N) and ``W`` (``new_scratch``) are scratch.
+    """
+    if fresh:
+        _fresh(C, ro)
+    pos, status = _advance(
+        ev_t, ev_ch, pos, ev_t.shape[0], t_end_us, ptr, tgt, typ, dly, w, hops, KP, G, S, Z, Q, C, out, ro, spk, W
+    )
+    return pos, status, C[C_N_REC]
+
+
+P_TICKS, P_SOPS, P_UPDATES, P_SPIKES, P_INPUT_EVENTS, P_HOPS, P_N_REC = range(7)
+P_SIZE = 7
+
+
+@njit(nogil=True, cache=True)
+def run_pieces(ev_t, ev_ch, pos, ends, piece, ptr, tgt, typ, dly, w, hops, KP, G, S, Z, Q, C, out, R, P, fresh, spk, W):  # type: ignore[no-untyped-def]
+    """``run_dynapse2`` once per piece: piece ``i`` runs to ``ends[i]`` with the events before it.
+
+    Each piece gets its own counters and readout accumulators, exactly as separate calls on the
+    pieces' events would: ``P[i]`` the counters (``P_*``, ``P_N_REC`` the spikes recorded in
+    ``out`` up to the end of the piece, cumulative), ``R[i]`` the readout sum and maximum.
+    Starts at piece ``piece`` (``fresh`` False: continue it); returns ``(pos, piece, status)``,
+    status as ``run_dynapse2``'s (1: ``out`` is full, grow it and call again; nothing is drained).
+    """
+    n_all = ev_t.shape[0]
+    for i in range(piece, ends.shape[0]):
+        ro = R[i]
+        if fresh:
+            _fresh(C, ro)
+        fresh = True
+        t_end = ends[i]
+        n_ev = pos
+        if i == ends.shape[0] - 1:
+            n_ev = n_all  # the last piece takes every event left, as the last slice would
+        while n_ev < n_all and ev_t[n_ev] < t_end:  # this piece's events (they are sorted)
+            n_ev += 1
+        pos, status = _advance(
+            ev_t, ev_ch, pos, n_ev, t_end, ptr, tgt, typ, dly, w, hops, KP, G, S, Z, Q, C, out, ro, spk, W
+        )
+        if status != 0:
+            return pos, i, status
+        p = P[i]
+        p[P_TICKS] = C[C_TICKS]
+        p[P_SOPS] = C[C_SOPS]
+        p[P_UPDATES] = C[C_UPDATES]
+        p[P_SPIKES] = C[C_SPIKES]
+        p[P_INPUT_EVENTS] = C[C_INPUT_EVENTS]
+        p[P_HOPS] = C[C_HOPS]
+        p[P_N_REC] = C[C_N_REC]
+    return pos, ends.shape[0], 0
+
+
+def new_scratch(KP: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(spk, W)``: scratch of the tick, with ``W``'s per-run constant rows filled in once."""
+    n = KP.shape[1]
+    W = np.empty((W_ROWS, n), np.float64)
+    W[W_NREF].view(np.int64)[:] = KP[K_NREF].astype(np.int64)  # refractory ticks, converted once
+    W[W_GAIN] = KP[K_IGAIN] / KP[K_ITAU]
+    W[W_INV_ITAU] = 1.0 / KP[K_ITAU]
+    return np.empty(n, np.int64), W
 
 
 def new_state(n: int, io_a: float, ring: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
