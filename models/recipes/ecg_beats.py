@@ -346,7 +346,7 @@ def train(data: Path, r: Recipe) -> tuple[Network, EcgEncoderConfig, dict[str, f
     wins = {rec.name: beat_windows(runs[rec.name], n_in, thr, r) for rec in recs}
     xs, ys = [], []
     for seed in (r.instance_seed, *r.train_mismatch_seeds):
-        if seed != r.instance_seed:
+        if seed is not None and seed != r.instance_seed:
             chip = make_chip(res_net, mismatch=True, seed=seed)
             runs = {rec.name: run_chip(chip, rec, int(SPLIT_S * 1e6)) for rec in recs}
         for rec in recs:
