@@ -43,6 +43,13 @@ class ReadoutSpec(_Model):
         )
     )
     temperature: float = Field(1.0, gt=0, description="scores = softmax(readout / temperature).")
+    offsets: list[float] | None = Field(
+        None,
+        description=(
+            "Subtracted from each label's readout before the softmax: a calibration for one analog chip "
+            "instance, whose neurons rest and gain differently (mismatch)."
+        ),
+    )
     mode: Literal["stream", "utterance", "window", "auto", "beat"] | None = Field(
         None, description="Readout mode the model was validated with; a pipeline's own readout.mode wins."
     )

@@ -164,7 +164,10 @@ def readout_for(prep: Prepared, cfg: ReadoutConfig, mode: Mode | None = None) ->
         raise ConfigError(format_validation_error(exc, f"model {prep.bundle.ident}: readout settings")) from exc
     if mode is not None:
         fields["mode"] = mode
-    settings = ReadoutSettings(kind=spec.kind, temperature=spec.temperature, n_inputs=prep.compiled.n_in, **fields)
+    offsets = tuple(spec.offsets) if spec.offsets is not None else None
+    settings = ReadoutSettings(
+        kind=spec.kind, temperature=spec.temperature, n_inputs=prep.compiled.n_in, offsets=offsets, **fields
+    )
     return Readout(settings, prep.n_outputs, len(prep.bundle.manifest.labels))
 
 

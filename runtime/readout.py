@@ -56,6 +56,8 @@ class ReadoutSettings:
     refractory_ms: float = 250.0
     batch_ms: float | None = None
     """Stream time per chip result (the pipeline cuts batches at its multiples); None: per source block."""
+    offsets: tuple[float, ...] | None = None
+    """Subtracted from each label's readout before the softmax (a chip instance's calibration)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +110,9 @@ class Readout:
         self.n_labels = n_labels or n_outputs
         if n_outputs % self.n_labels:
             msg = f"{n_outputs} output neurons cannot be split evenly among {self.n_labels} labels"
+            raise ValueError(msg)
+        if settings.offsets is not None and len(settings.offsets) != self.n_labels:
+            msg = f"{len(settings.offsets)} readout offsets for {self.n_labels} labels"
             raise ValueError(msg)
         self.ignored_bursts = 0
         self._last_mean = np.zeros(n_outputs)
@@ -248,6 +253,8 @@ class Readout:
             r = acc.counts
         if self.n_labels != self.n_outputs:
             r = r.reshape(self.n_labels, -1).mean(axis=1)
+        if self.s.offsets is not None:
+            r = r - np.asarray(self.s.offsets)
         z = r / self.s.temperature
         e = np.exp(z - z.max())
         scores = e / e.sum()

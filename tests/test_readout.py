@@ -177,3 +177,13 @@ def test_membrane_rise_subtracts_each_neurons_level_before_the_window() -> None:
     rise = np.array([0.9 - 0.8, 0.5 - 0.1])
     assert d.label_index == 1
     np.testing.assert_allclose(d.scores, np.exp(rise / 0.5) / np.exp(rise / 0.5).sum())
+
+
+def test_offsets_calibrate_each_labels_readout() -> None:
+    s = ReadoutSettings(mode="stream", kind="membrane_mean", temperature=0.5, n_inputs=N_IN, offsets=(0.3, 0.0))
+    r = Readout(s, 2)
+    r.push("a", result(0, 20, [0.6, 0.4], 0.3), 1)
+    (d,) = r.end_of_stream("a", None)
+    assert d.label_index == 1  # 0.6 - 0.3 < 0.4: this chip's label-0 neurons read 0.3 high
+    with pytest.raises(ValueError, match="1 readout offsets for 2 labels"):
+        Readout(ReadoutSettings(mode="stream", kind="membrane_mean", temperature=1, n_inputs=1, offsets=(0.1,)), 2)

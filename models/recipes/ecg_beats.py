@@ -372,7 +372,41 @@ def train(data: Path, r: Recipe) -> tuple[Network, EcgEncoderConfig, dict[str, f
     return net, enc, info
 
 
-def manifest(enc: EcgEncoderConfig, info: dict[str, float], r: Recipe) -> dict[str, Any]:
+def calibrate_offsets(net: Network, recs: list[Record], thr: float, r: Recipe, seed: int) -> list[float]:
+    """Per-label offsets for one chip instance, from its own readout on the training part.
+
+    The instance's readout neurons rest and gain differently (mismatch); the decision threshold
+    on ``r_V - r_N`` that best separates the training beats (balanced accuracy) is moved into
+    the manifest's ``readout.offsets``, as one calibrates a physical chip.
+    """
+    chip = make_chip(net, mismatch=True, seed=seed)
+    diffs, labels = [], []
+    for rec in recs:
+        results = run_chip(chip, rec, int(SPLIT_S * 1e6))
+        wins = beat_windows(results, chip.n_inputs, thr, r)
+        y, ok = window_labels(rec, wins)
+        start = np.array([res.stats.t_start_us for res in results])
+        v_sum = np.array([res.stats.readout_v_sum for res in results])
+        ticks = np.array([res.stats.ticks for res in results])
+        for (a, b), lab, use in zip(wins, y, ok, strict=True):
+            if not use:
+                continue
+            k = (start >= a) & (start < b)
+            per_label = (v_sum[k].sum(axis=0) / max(int(ticks[k].sum()), 1)).reshape(len(LABELS), -1).mean(axis=1)
+            diffs.append(per_label[1] - per_label[0])
+            labels.append(lab)
+    d, y_arr = np.asarray(diffs), np.asarray(labels)
+    cands = np.quantile(d, np.linspace(0.01, 0.99, 197))
+    score = [(np.mean(d[y_arr == 1] > t) + np.mean(d[y_arr == 0] <= t)) / 2 for t in cands]
+    best = float(cands[int(np.argmax(score))])
+    print(f"instance {seed}: readout offset {best:.4f} (balanced accuracy {max(score):.4f} on the training part)")
+    return [0.0, best]
+
+
+def manifest(
+    enc: EcgEncoderConfig, info: dict[str, float], r: Recipe, offsets: list[float] | None = None
+) -> dict[str, Any]:
+    readout: dict[str, Any] = {"offsets": offsets} if offsets is not None else {}
     return {
         "labels": list(LABELS),
         "model": {
@@ -387,6 +421,7 @@ def manifest(enc: EcgEncoderConfig, info: dict[str, float], r: Recipe) -> dict[s
         "readout": {
             "kind": "membrane_mean",
             "temperature": info["temperature"],
+            **readout,
             "mode": "beat",
             "settings": {
                 "activity_threshold": info["activity_threshold"],
@@ -467,7 +502,11 @@ def main() -> None:
     net, enc, info = train(args.data, r)
     args.out.mkdir(parents=True, exist_ok=True)
     write_network(net, args.out / "model.nir")
-    man = manifest(enc, info, r)
+    offsets = None
+    if r.instance_seed is not None:
+        recs = [load_record(args.data, name, enc) for name in RECORDS]
+        offsets = calibrate_offsets(net, recs, info["activity_threshold"], r, r.instance_seed)
+    man = manifest(enc, info, r, offsets)
     (args.out / "manifest.toml").write_text(tomli_w.dumps(man), encoding="utf-8")
     man["validation"] = validate(args.out, args.data, seeds)
     (args.out / "manifest.toml").write_text(tomli_w.dumps(man), encoding="utf-8")
