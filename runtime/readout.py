@@ -20,9 +20,11 @@ output neuron over the window's ticks (``membrane_mean``), its maximum (``membra
 its spike count, or its rise (``membrane_rise``): the window's mean minus the mean over the
 batch just before the window. On an analog chip every neuron rests at its own level (mismatch
 of the currents that set it); the rise cancels that offset, which no training can know. A population readout has ``m`` output neurons per label (label-major:
-neurons ``[k*m, (k+1)*m)`` vote for label ``k``) and a label's ``r`` is the mean over its
-neurons: on an analog chip each neuron's gain is off by its own mismatch, and the mean of
-``m`` neurons is off by ``1/sqrt(m)`` as much.
+neurons ``[k*m, (k+1)*m)`` vote for label ``k``) and a label's ``r`` is the median over its
+neurons: on an analog chip each neuron's gain and resting level are off by its own mismatch,
+and a non-spiking DPI neuron whose exponential feedback once overtakes its leak runs away to
+the ceiling and never resets; the median of ``m`` neurons follows the typical one and ignores
+up to ``(m - 1) // 2`` such outliers.
 """
 
 from __future__ import annotations
@@ -252,7 +254,7 @@ class Readout:
         else:
             r = acc.counts
         if self.n_labels != self.n_outputs:
-            r = r.reshape(self.n_labels, -1).mean(axis=1)
+            r = np.median(r.reshape(self.n_labels, -1), axis=1)
         if self.s.offsets is not None:
             r = r - np.asarray(self.s.offsets)
         z = r / self.s.temperature

@@ -151,14 +151,14 @@ def test_beat_mode_decides_a_beat_cut_by_the_end_of_the_stream() -> None:
     assert r.end_of_stream("rec", None) == []
 
 
-def test_population_readout_averages_each_labels_neurons() -> None:
-    # 2 labels x 3 neurons, label-major: label 0's neurons read 0.9, 0.1, 0.2 (mean 0.4),
-    # label 1's read 0.5, 0.5, 0.5 (mean 0.5): the one loud neuron of label 0 does not win it.
+def test_population_readout_takes_the_median_of_each_labels_neurons() -> None:
+    # 2 labels x 3 neurons, label-major. Label 0's second neuron has run away (a non-spiking
+    # analog neuron past its ignition): its mean would win, its median (0.2) does not.
     r = Readout(settings("stream"), 6, n_labels=2)
-    r.push("a", result(0, 20, [0.9, 0.1, 0.2, 0.5, 0.5, 0.5], 0.3), 1)
+    r.push("a", result(0, 20, [0.1, 1e6, 0.2, 0.5, 0.4, 0.6], 0.3), 1)
     (d,) = r.end_of_stream("a", None)
     assert d.label_index == 1 and d.scores.shape == (2,)
-    expected = np.exp(np.array([0.4, 0.5]) / 0.5)
+    expected = np.exp(np.array([0.2, 0.5]) / 0.5)
     np.testing.assert_allclose(d.scores, expected / expected.sum())
     with pytest.raises(ValueError, match="cannot be split evenly among 4 labels"):
         Readout(settings("stream"), 6, n_labels=4)

@@ -29,6 +29,7 @@ import argparse
 import dataclasses
 import json
 import math
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,8 +137,8 @@ def reservoir(n_in: int, r: Recipe) -> Network:
 
 
 def with_readout(res: Network, w_out: F64, r: Recipe) -> Network:
-    """Add the readout: ``r.per_label`` identical non-spiking neurons per label (label-major), whose mean is
-    the label's score, so that one neuron's gain mismatch cannot decide a beat on its own."""
+    """Add the readout: ``r.per_label`` identical non-spiking neurons per label (label-major), whose median is
+    the label's score, so that one neuron's mismatch (or runaway) cannot decide a beat on its own."""
     n = len(LABELS) * r.per_label
     w_out = np.repeat(w_out, r.per_label, axis=0)
     out = Population(
@@ -392,7 +393,8 @@ def calibrate_offsets(net: Network, recs: list[Record], thr: float, r: Recipe, s
             if not use:
                 continue
             k = (start >= a) & (start < b)
-            per_label = (v_sum[k].sum(axis=0) / max(int(ticks[k].sum()), 1)).reshape(len(LABELS), -1).mean(axis=1)
+            means = v_sum[k].sum(axis=0) / max(int(ticks[k].sum()), 1)
+            per_label = np.median(means.reshape(len(LABELS), -1), axis=1)  # as runtime.readout aggregates
             diffs.append(per_label[1] - per_label[0])
             labels.append(lab)
     d, y_arr = np.asarray(diffs), np.asarray(labels)
@@ -492,7 +494,13 @@ def main() -> None:
         help="calibrate the readout for one emulated chip instance (mismatch on, this seed), as one would "
         "for a physical chip; validated on that instance only",
     )
+    ap.add_argument("--validate-only", action="store_true", help="re-run the validation of the bundle in --out")
     args = ap.parse_args()
+    if args.validate_only:
+        man = tomllib.loads((args.out / "manifest.toml").read_text(encoding="utf-8"))
+        man["validation"] = validate(args.out, args.data, (None, *args.mismatch_seeds))
+        (args.out / "manifest.toml").write_text(tomli_w.dumps(man), encoding="utf-8")
+        return
     if args.instance_seed is not None:
         r = Recipe(seed=args.seed, train_mismatch_seeds=(), instance_seed=args.instance_seed)
         seeds: tuple[int | None, ...] = (args.instance_seed,)
