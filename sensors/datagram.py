@@ -1,4 +1,4 @@
-"""The datagram layer shared by UDP sources (ECG "SWEC", radar): header and sequence numbers.
+"""The datagram layer shared by UDP sources (ECG "SWEC", radar, DVS): header, sequence numbers, listening socket.
 
 Every datagram starts with the same 12 bytes (little-endian)::
 
@@ -20,10 +20,14 @@ It is pure (no I/O, no clock) so it is tested on its own.
 
 from __future__ import annotations
 
+import asyncio
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
+
+from sensors.blocks import InputError
 
 COMMON = struct.Struct("<4sBBHI")
 """magic, version, flags, kind-specific u16 word, seq."""
@@ -219,3 +223,26 @@ class SequenceTracker:
         self._newest = seq
         self._seen = 1
         return Verdict(kind)
+
+
+async def listen_udp(
+    host: str, port: int, protocol: Callable[[], asyncio.DatagramProtocol], stream: str
+) -> asyncio.DatagramTransport:
+    """A UDP endpoint on ``host:port`` (port 0: any free one) that hands datagrams to ``protocol()``.
+
+    An address that cannot be bound (busy port, unknown host) is an ``InputError`` naming ``stream``.
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        transport, _ = await loop.create_datagram_endpoint(protocol, local_addr=(host, port))
+    except OSError as exc:
+        msg = f"{stream}: cannot listen: {exc.strerror or exc}"
+        raise InputError(msg) from exc
+    return transport
+
+
+def listening_port(transport: asyncio.DatagramTransport | None, port: int) -> int:
+    """The port ``transport`` listens on; ``port`` (the one asked for) while there is none."""
+    if transport is None:
+        return port
+    return int(transport.get_extra_info("sockname")[1])

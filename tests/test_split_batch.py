@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -44,7 +46,7 @@ def test_pieces_tile_the_batch(t0: int, length: int, offsets: list[int], step: i
     b = _batch(t0, t1, [t0 + o for o in offsets if o < length])
     parts = split_batch(b, step)
     assert parts[0].t_start_us == t0 and parts[-1].t_end_us == t1
-    assert all(p.t_end_us == q.t_start_us for p, q in zip(parts, parts[1:], strict=False))
+    assert all(p.t_end_us == q.t_start_us for p, q in itertools.pairwise(parts))
     assert all(p.t_end_us % step == 0 for p in parts[:-1])
     assert np.array_equal(np.concatenate([p.t_us for p in parts]), b.t_us)
     assert np.array_equal(np.concatenate([p.ch for p in parts]), b.ch)

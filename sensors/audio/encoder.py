@@ -364,16 +364,25 @@ class AudioEncoder:
             raise ValueError(msg)
         if self._stream is None:
             self._stream = block.stream
-        elif block.stream != self._stream:
-            msg = f"encoder is on stream {self._stream!r}, got a block of {block.stream!r}: reset() first"
-            raise ValueError(msg)
-        if block.first_sample < self._pos:
-            msg = (
-                f"{block.stream}: block starts at sample {block.first_sample}, before the end of "
-                f"the previous block ({self._pos}); reset() before replaying a stream"
-            )
-            raise ValueError(msg)
+        check_next_block(block, self._stream, self._pos, "encoder")
         return np.ascontiguousarray(block.data[:, 0], dtype=np.float32)
+
+
+def check_next_block(block: SampleBlock, stream: str, pos: int, encoder: str) -> None:
+    """Raise ``ValueError`` unless ``block`` goes on with ``stream`` at or after sample ``pos``.
+
+    An encoder's filters carry state from block to block: a block of another stream, or one
+    that goes back in its stream, must follow a ``reset()``.
+    """
+    if block.stream != stream:
+        msg = f"{encoder} is on stream {stream!r}, got a block of {block.stream!r}: reset() first"
+        raise ValueError(msg)
+    if block.first_sample < pos:
+        msg = (
+            f"{block.stream}: block starts at sample {block.first_sample}, before the end of "
+            f"the previous block ({pos}); reset() before replaying a stream"
+        )
+        raise ValueError(msg)
 
 
 def encode_signal(

@@ -16,32 +16,27 @@ and raises from the constructor in either mode.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import math
 import struct
-import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 import soundfile as sf
 
 from sensors.audio.resample import StreamingResampler, sample_time_us
-from sensors.blocks import EndOfStream, InputError, SampleBlock
-from sensors.files import BadFiles, LabelLookup, OnError
+from sensors.blocks import InputError
+from sensors.files import OnError
 from sensors.files import expand_paths as expand_files
+from sensors.replay import FileEnd, FrameCutter, SampleFileReplay, SamplePiece
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
-THREAD_BLOCK_MS = 100.0
-"""Blocks longer than this are read in a worker thread rather than on the event loop."""
 READ_CHUNK_FRAMES = 4096
 """Frames per soundfile read (at least one block): a few tens of kB at most."""
 
 Channel = int | Literal["mix"]
-_T = TypeVar("_T")
 
 
 def expand_paths(paths: Sequence[Path]) -> list[Path]:
@@ -117,28 +112,24 @@ class _FileReader:
         self.channel = channel
         self.n_read = 0
         """Input frames read so far."""
-        self.block_frames = max(1, round(rate_hz * block_ms / 1000.0))
+        self.rate_hz = rate_hz
+        """Output rate."""
+        self.cut = FrameCutter(max(1, round(rate_hz * block_ms / 1000.0)), 1)
         # soundfile costs tens of microseconds per read call, more than the copy: read
         # whole chunks and cut blocks from them. Memory stays constant either way.
         self.chunk_frames = max(READ_CHUNK_FRAMES, round(self.file_rate_hz * block_ms / 1000.0))
-        self._pending = np.empty((0, 1), dtype=np.float32)
-        self._pos = 0
         self._resampler: StreamingResampler | None = None
         if self.file_rate_hz != rate_hz:
             self._resampler = StreamingResampler(self.file_rate_hz, rate_hz, 1)
 
     def read(self) -> npt.NDArray[np.float32] | None:
-        """Next mono block at the output rate, shape ``(block_frames, 1)``; None after the end.
+        """Next mono block of ``block_ms`` at the output rate, shape ``(frames, 1)``; None after the end.
 
         Every block is full except possibly the last one of the file.
         """
-        while self._pending.shape[0] - self._pos < self.block_frames and self.n_read < self.frames:
+        while self.cut.short() and self.n_read < self.frames:
             self._fill()
-        if self._pos >= self._pending.shape[0]:
-            return None
-        block = self._pending[self._pos : self._pos + self.block_frames]
-        self._pos += block.shape[0]
-        return block
+        return self.cut.take()
 
     def _fill(self) -> None:
         want = min(self.chunk_frames, self.frames - self.n_read)
@@ -171,9 +162,7 @@ class _FileReader:
             mono = self._resampler.process(mono)
             if self.n_read >= self.frames:
                 mono = np.concatenate((mono, self._resampler.flush()))
-        rest = self._pending[self._pos :]
-        self._pending = np.concatenate((rest, mono)) if rest.shape[0] else mono
-        self._pos = 0
+        self.cut.push(mono)
 
     def close(self) -> None:
         self._sf.close()
@@ -186,7 +175,7 @@ def _reason(exc: BaseException, path: Path) -> str:
     return text.split(marker, 1)[1] if marker in text else text
 
 
-class AudioFileSource(BadFiles):
+class AudioFileSource(SampleFileReplay[_FileReader]):
     """Async iterator of ``SampleBlock``s and, after each file, an ``EndOfStream``.
 
     ``speed=None`` replays as fast as the consumer takes blocks; ``speed=x`` releases each
@@ -219,25 +208,12 @@ class AudioFileSource(BadFiles):
         if channel != "mix" and (isinstance(channel, bool) or not isinstance(channel, int) or channel < 0):
             msg = f"channel must be a channel index >= 0 or 'mix', got {channel!r}"
             raise ValueError(msg)
-        BadFiles.__init__(self, on_error)
-        if not paths:
-            msg = "no input paths given"
-            raise InputError(msg)
-        self.files = expand_paths(paths)
+        super().__init__(paths, expand_paths, speed=speed, loop=loop, labels=labels, on_error=on_error)
         self.rate_hz = float(rate_hz)
         self.block_ms = float(block_ms)
-        self.speed = speed
-        self.loop = loop
         self.channel: Channel = channel
         self.labels = labels
-        self._label = LabelLookup(labels)
-        self.files_done = 0
-        """Files replayed to their end (each pass of a loop counts again)."""
         self._seconds_total: float | None = None
-
-    @property
-    def n_files(self) -> int:
-        return len(self.files)
 
     @property
     def stream_seconds_total(self) -> float:
@@ -252,83 +228,15 @@ class AudioFileSource(BadFiles):
             self._seconds_total = total
         return self._seconds_total
 
-    def __aiter__(self) -> AsyncIterator[SampleBlock | EndOfStream]:
-        return self._replay()
-
     def _open(self, path: Path) -> _FileReader:
         return _FileReader(path, self.rate_hz, self.block_ms, self.channel)
 
-    async def _call(self, fn: Callable[[], _T]) -> _T:
-        # Small reads are quicker inline than a thread hop; large ones must not stall the loop.
-        if self.block_ms > THREAD_BLOCK_MS:
-            return await asyncio.to_thread(fn)
-        return fn()
+    def _due_s(self, f: _FileReader, played: float, piece: SamplePiece) -> float:
+        # One output rate for all files: the pacing clock counts samples.
+        return (played + piece[0] + len(piece[1])) / self.rate_hz
 
-    async def _replay(self) -> AsyncIterator[SampleBlock | EndOfStream]:
-        loop = asyncio.get_running_loop()
-        start: float | None = None  # loop time of stream time 0, set when the first file opens
-        played = 0  # output samples of the files before the current one, for pacing
-        bad: set[Path] = set()
-        while True:
-            any_ok = False
-            for path in self.files:
-                if path in bad:
-                    continue
-                label = self._label(path)
-                try:
-                    reader = await self._call(functools.partial(self._open, path))
-                except InputError as exc:
-                    bad.add(path)
-                    self._skip(exc)
-                    continue
-                if start is None:
-                    start = loop.time()
-                stream = str(path)
-                n_out = 0
-                error: InputError | None = None
-                try:
-                    while True:
-                        try:
-                            data = await self._call(reader.read)
-                        except InputError as exc:
-                            error = exc
-                            break
-                        if data is None:
-                            break
-                        first = n_out
-                        n_out += data.shape[0]
-                        if self.speed is None:
-                            await asyncio.sleep(0)  # let other tasks run between blocks
-                        else:
-                            due = start + (played + n_out) / self.rate_hz / self.speed
-                            delay = due - loop.time()
-                            if delay > 0:
-                                await asyncio.sleep(delay)
-                        yield SampleBlock(
-                            stream,
-                            sample_time_us(first, self.rate_hz),
-                            self.rate_hz,
-                            data,
-                            time.monotonic_ns(),
-                            first,
-                        )
-                finally:
-                    reader.close()
-                played += n_out
-                if error is not None:
-                    bad.add(path)
-                    self._skip(error)
-                    if n_out == 0:
-                        continue
-                    meta = {"error": str(error)}
-                else:
-                    any_ok = True
-                    self.files_done += 1
-                    meta = {}
-                t_end_us = sample_time_us(n_out, self.rate_hz)
-                yield EndOfStream(stream, t_end_us, time.monotonic_ns(), label, meta)
-            if not self.loop:
-                return
-            if not any_ok:
-                msg = f"looping replay of {self.n_files} file(s): none of them could be played"
-                raise InputError(msg)
+    def _close(self, f: _FileReader) -> None:
+        f.close()
+
+    def _end(self, f: _FileReader) -> FileEnd:
+        return FileEnd(sample_time_us(f.cut.n_out, self.rate_hz), f.cut.n_out, {})

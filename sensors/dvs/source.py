@@ -14,22 +14,44 @@ Files whose timestamps are not monotonic are repaired, never dropped, and counte
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import math
-import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from sensors.blocks import EndOfStream, EventBlock, InputError
+import numpy as np
+import numpy.typing as npt
+
+from sensors.blocks import EventBlock, InputError
 from sensors.dvs.reader import EventReader, open_events
 from sensors.dvs.slicer import EventSlicer
-from sensors.files import BadFiles, LabelLookup, OnError, expand_paths
+from sensors.files import OnError, expand_paths
+from sensors.replay import FileEnd, FileReplay
 
 DVS_SUFFIXES = (".raw", ".dat", ".bin", ".aedat", ".aedat4", ".npy", ".npz")
 
 
-class EventFileSource(BadFiles):
+@dataclass
+class _EventFile:
+    """One open recording and the slicer that cuts its events into blocks."""
+
+    reader: EventReader
+    slicer: EventSlicer
+    width: int
+    height: int
+    chunks: Iterator[npt.NDArray[np.void]]
+
+
+Slice = tuple[npt.NDArray[np.void], int, int]
+"""A block's events, start and end (stream time, us)."""
+
+
+class EventFileSource(FileReplay[_EventFile, Slice, EventBlock]):
     """Async iterator of ``EventBlock``s and, after each file, an ``EndOfStream``."""
+
+    # A file that fails at once still ends its stream (with meta["error"]), as it always has.
+    ends_unsent_failures = True
 
     def __init__(
         self,
@@ -50,36 +72,22 @@ class EventFileSource(BadFiles):
         if speed is not None and not (math.isfinite(speed) and speed > 0):
             msg = f"speed must be positive or None (unpaced), got {speed}"
             raise ValueError(msg)
-        BadFiles.__init__(self, on_error)
-        if not paths:
-            msg = "no input paths given"
-            raise InputError(msg)
-        self.files = expand_paths(paths, DVS_SUFFIXES)
+        expand = functools.partial(expand_paths, suffixes=DVS_SUFFIXES)
+        super().__init__(paths, expand, speed=speed, loop=loop, labels=labels, on_error=on_error)
         self.block_us = max(1, round(block_ms * 1000))
-        self.speed = speed
-        self.loop = loop
         self.sensor_size = sensor_size
         self.fmt = fmt
         self.check_sensor = check_sensor
         """Called with each file's sensor size when it opens; raises InputError if the model cannot take it."""
-        self._label = LabelLookup(labels)
-        self.files_done = 0
         self.events_read = 0
         self.reordered_events = 0
         self.late_events = 0
-
-    @property
-    def n_files(self) -> int:
-        return len(self.files)
 
     def drops(self) -> dict[str, int]:
         """Nothing is dropped; repaired events are reported with the drops for visibility."""
         return {"reordered_events": self.reordered_events, "late_events": self.late_events}
 
-    def __aiter__(self) -> AsyncIterator[EventBlock | EndOfStream]:
-        return self._replay()
-
-    def _open(self, path: Path) -> EventReader:
+    def _open(self, path: Path) -> _EventFile:
         reader = open_events(path, sensor_size=self.sensor_size, fmt=self.fmt)
         info = reader.info
         if info.width is None or info.height is None:
@@ -92,68 +100,30 @@ class EventFileSource(BadFiles):
             except InputError:
                 reader.close()
                 raise
-        return reader
+        return _EventFile(reader, EventSlicer(self.block_us), int(info.width), int(info.height), iter(reader))
 
-    async def _replay(self) -> AsyncIterator[EventBlock | EndOfStream]:
-        loop = asyncio.get_running_loop()
-        start: float | None = None
-        played_us = 0
-        bad: set[Path] = set()
-        while True:
-            any_ok = False
-            for path in self.files:
-                if path in bad:
-                    continue
-                try:
-                    reader = await asyncio.to_thread(self._open, path)
-                except InputError as exc:
-                    bad.add(path)
-                    self._skip(exc)
-                    continue
-                if start is None:
-                    start = loop.time()
-                slicer = EventSlicer(self.block_us)
-                stream = str(path)
-                width, height = int(reader.info.width or 0), int(reader.info.height or 0)
-                error: InputError | None = None
-                chunks = iter(reader)
-                try:
-                    while True:
-                        try:
-                            chunk = await asyncio.to_thread(next, chunks, None)
-                        except InputError as exc:
-                            error = exc
-                            chunk = None
-                        final = chunk is None
-                        if chunk is not None:
-                            self.events_read += len(chunk)
-                            slicer.add(chunk)
-                        for events, t0, t1 in slicer.blocks(final):
-                            if self.speed is None:
-                                await asyncio.sleep(0)
-                            else:
-                                delay = start + (played_us + t1) / 1e6 / self.speed - loop.time()
-                                if delay > 0:
-                                    await asyncio.sleep(delay)
-                            yield EventBlock(stream, events, width, height, t0, t1, time.monotonic_ns())
-                        if final:
-                            break
-                finally:
-                    reader.close()
-                    self.reordered_events += slicer.reordered
-                    self.late_events += slicer.late
-                played_us += slicer.sent_until_us
-                meta: dict[str, str] = {}
-                if error is not None:
-                    bad.add(path)
-                    self._skip(error)
-                    meta = {"error": str(error)}
-                else:
-                    any_ok = True
-                    self.files_done += 1
-                yield EndOfStream(stream, slicer.sent_until_us, time.monotonic_ns(), self._label(path), meta)
-            if not self.loop:
-                return
-            if not any_ok:
-                msg = f"looping replay of {self.n_files} file(s): none of them could be played"
-                raise InputError(msg)
+    def _read(self, f: _EventFile) -> list[Slice] | None:
+        chunk = next(f.chunks, None)
+        if chunk is None:
+            return None
+        self.events_read += len(chunk)
+        f.slicer.add(chunk)
+        return list(f.slicer.blocks(False))
+
+    def _rest(self, f: _EventFile) -> list[Slice]:
+        return list(f.slicer.blocks(True))
+
+    def _due_s(self, f: _EventFile, played: float, piece: Slice) -> float:
+        return (played + piece[2]) / 1e6
+
+    def _block(self, f: _EventFile, stream: str, piece: Slice, captured_ns: int) -> EventBlock:
+        events, t0, t1 = piece
+        return EventBlock(stream, events, f.width, f.height, t0, t1, captured_ns)
+
+    def _close(self, f: _EventFile) -> None:
+        f.reader.close()
+        self.reordered_events += f.slicer.reordered
+        self.late_events += f.slicer.late
+
+    def _end(self, f: _EventFile) -> FileEnd:
+        return FileEnd(f.slicer.sent_until_us, f.slicer.sent_until_us, {})

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from sensors.blocks import EVENT_DTYPE, EventBlock, InputError
+from sensors.blocks import EVENT_DTYPE, EventBlock
+from sensors.datagram import listen_udp, listening_port
 from sensors.dvs.slicer import EventSlicer
 from sensors.queues import DropOldestQueue
 
@@ -128,20 +129,10 @@ class UdpEventSource:
 
     @property
     def bound_port(self) -> int:
-        if self._transport is None:
-            return self.port
-        return int(self._transport.get_extra_info("sockname")[1])
+        return listening_port(self._transport, self.port)
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: _Protocol(self._datagrams), local_addr=(self.host, self.port)
-            )
-        except OSError as exc:
-            msg = f"{self.stream}: cannot listen: {exc.strerror or exc}"
-            raise InputError(msg) from exc
-        self._transport = transport
+        self._transport = await listen_udp(self.host, self.port, lambda: _Protocol(self._datagrams), self.stream)
         self._pump = asyncio.create_task(self._run_pump(), name=f"{self.stream}-pump")
 
     def close(self) -> None:

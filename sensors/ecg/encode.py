@@ -37,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal
 
+from sensors.audio.encoder import check_next_block
 from sensors.audio.resample import sample_time_us
 from sensors.blocks import InputError, SampleBlock, SpikeBatch
 from sensors.ecg.encode_kernel import (
@@ -216,15 +217,7 @@ class EcgEncoder:
             raise InputError(msg)
         if self._stream is None:
             self._stream = block.stream
-        elif block.stream != self._stream:
-            msg = f"ECG encoder is on stream {self._stream!r}, got a block of {block.stream!r}: reset() first"
-            raise ValueError(msg)
-        if block.first_sample < self._pos:
-            msg = (
-                f"{block.stream}: block starts at sample {block.first_sample}, before the end of "
-                f"the previous block ({self._pos}); reset() before replaying a stream"
-            )
-            raise ValueError(msg)
+        check_next_block(block, self._stream, self._pos, "ECG encoder")
         return np.ascontiguousarray(block.data[:, : cfg.n_leads], dtype=np.float32)
 
 

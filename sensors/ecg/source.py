@@ -17,26 +17,23 @@ Bad files follow ``on_error`` as in the audio replay (``sensors.files.BadFiles``
 from __future__ import annotations
 
 import asyncio
-import functools
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal
 
 import numba
 import numpy as np
 import numpy.typing as npt
 
 from sensors.audio.resample import StreamingResampler, sample_time_us
-from sensors.blocks import EndOfStream, InputError, SampleBlock
+from sensors.blocks import InputError, SampleBlock
 from sensors.ecg.reader import CHUNK_SAMPLES, EcgReader, Leads, expand_ecg_paths, open_ecg
-from sensors.files import BadFiles, LabelLookup, OnError
+from sensors.files import OnError
+from sensors.replay import FileEnd, FrameCutter, SampleFileReplay, SamplePiece
 
 NanPolicy = Literal["hold", "zero", "error"]
-THREAD_BLOCK_MS = 100.0
-"""Blocks longer than this are read in a worker thread rather than on the event loop."""
-_T = TypeVar("_T")
 
 
 @numba.njit(nogil=True, cache=True)
@@ -73,7 +70,7 @@ def _repair_nans(
 
 
 class _RecordStream:
-    """One recording: chunks -> NaN repair -> resampling -> blocks of ``block_frames``."""
+    """One recording: chunks -> NaN repair -> resampling -> blocks of ``block_ms``."""
 
     def __init__(self, reader: EcgReader, rate_hz: float | None, block_ms: float, nan: NanPolicy,
                  max_nan_ms: float) -> None:  # fmt: skip
@@ -86,7 +83,6 @@ class _RecordStream:
             except ValueError as exc:
                 msg = f"{reader.path}: cannot resample its {reader.rate_hz:g} Hz to {self.rate_hz:g} Hz: {exc}"
                 raise InputError(msg) from exc
-        self.block_frames = max(1, round(self.rate_hz * block_ms / 1000.0))
         self.zero = nan == "zero"
         self.nan = nan
         self.max_nan_ms = max_nan_ms
@@ -95,19 +91,14 @@ class _RecordStream:
         self._run_len = np.zeros(reader.n_leads, dtype=np.int64)
         self.nan_samples = 0
         self.nan_runs = 0
-        self._pending = np.empty((0, reader.n_leads), dtype=np.float32)
-        self._pos = 0
+        self.cut = FrameCutter(max(1, round(self.rate_hz * block_ms / 1000.0)), reader.n_leads)
         self._done = False
 
     def read(self) -> npt.NDArray[np.float32] | None:
-        """Next block ``(block_frames, n_leads)`` at the output rate; the last may be shorter; None at the end."""
-        while self._pending.shape[0] - self._pos < self.block_frames and not self._done:
+        """Next ``(frames, n_leads)`` block of ``block_ms`` (the last may be shorter); None at the end."""
+        while self.cut.short() and not self._done:
             self._fill()
-        if self._pos >= self._pending.shape[0]:
-            return None
-        block = self._pending[self._pos : self._pos + self.block_frames]
-        self._pos += block.shape[0]
-        return block
+        return self.cut.take()
 
     def _fill(self) -> None:
         first = self.reader.position
@@ -123,11 +114,8 @@ class _RecordStream:
             if col >= 0:
                 self._nan_error(chunk, first, col, row)
             out = self.resampler.process(chunk) if self.resampler is not None else chunk
-        if out is None or not out.shape[0]:
-            return
-        rest = self._pending[self._pos :]
-        self._pending = np.concatenate((rest, out)) if rest.shape[0] else out
-        self._pos = 0
+        if out is not None and out.shape[0]:
+            self.cut.push(out)
 
     def _nan_error(self, chunk: npt.NDArray[np.float32], first: int, col: int, row: int) -> None:
         """Raise for the NaN run of lead ``col`` that grew too long at ``chunk[row]``, measured to its end."""
@@ -157,7 +145,7 @@ def _leading_nans(x: npt.NDArray[np.float32]) -> int:
     return int(valid[0]) if valid.size else int(x.shape[0])
 
 
-class EcgFileSource(BadFiles):
+class EcgFileSource(SampleFileReplay[_RecordStream]):
     """Async iterator of ``SampleBlock``s (mV, float32, ``(n, n_leads)``) and an ``EndOfStream`` per record.
 
     ``speed="max"`` (or None) replays as fast as the consumer takes blocks; ``speed=x`` releases
@@ -167,6 +155,8 @@ class EcgFileSource(BadFiles):
     without extension), ``rate_hz`` (the record's own rate), ``lead`` (names, comma-separated),
     ``unit`` and, for a record that failed after some blocks, ``error``.
     """
+
+    _what = "record(s)"
 
     def __init__(
         self,
@@ -201,37 +191,21 @@ class EcgFileSource(BadFiles):
         if not (math.isfinite(max_nan_ms) and max_nan_ms >= 0):
             msg = f"max_nan_ms must be >= 0, got {max_nan_ms}"
             raise ValueError(msg)
-        BadFiles.__init__(self, on_error)
-        if not paths:
-            msg = "no input paths given"
-            raise InputError(msg)
-        self.files = expand_ecg_paths(paths)
+        super().__init__(paths, expand_ecg_paths, speed=speed, loop=loop, labels=labels, on_error=on_error)
         self.rate_hz = None if rate_hz is None else float(rate_hz)
         self.lead = lead
         self.block_ms = float(block_ms)
-        self.speed: float | None = speed
-        self.loop = loop
         self.nan: NanPolicy = nan
         self.max_nan_ms = float(max_nan_ms)
         self.chunk_samples = chunk_samples
         self.csv_rate_hz = csv_rate_hz
-        self._label = LabelLookup(labels)
-        self.files_done = 0
-        """Records replayed to their end (each pass of a loop counts again)."""
         self.nan_samples = 0
         """Invalid samples repaired (hold/zero), over all leads and records."""
         self.nan_runs = 0
 
-    @property
-    def n_files(self) -> int:
-        return len(self.files)
-
     def drops(self) -> dict[str, int]:
         """Nothing is dropped; repaired invalid samples and skipped files are counted here."""
         return {"nan_samples": self.nan_samples, "nan_runs": self.nan_runs, "skipped_files": self.skipped_files}
-
-    def __aiter__(self) -> AsyncIterator[SampleBlock | EndOfStream]:
-        return self._replay()
 
     def _open(self, path: Path) -> _RecordStream:
         reader = open_ecg(path, lead=self.lead, chunk_samples=self.chunk_samples, csv_rate_hz=self.csv_rate_hz)
@@ -241,82 +215,30 @@ class EcgFileSource(BadFiles):
             reader.close()
             raise
 
-    async def _call(self, fn: Callable[[], _T]) -> _T:
-        # Small reads are quicker inline than a thread hop; large ones must not stall the loop.
-        if self.block_ms > THREAD_BLOCK_MS:
-            return await asyncio.to_thread(fn)
-        return fn()
-
     def _label_of(self, path: Path) -> str | None:
         label = self._label(path)
         if label is None and path.suffix.lower() in (".hea", ".dat"):
             label = self._label(path.with_suffix(""))
         return label
 
-    async def _replay(self) -> AsyncIterator[SampleBlock | EndOfStream]:
-        loop = asyncio.get_running_loop()
-        start: float | None = None  # loop time of stream time 0
-        played_s = 0.0  # stream seconds of the records before the current one, for pacing
-        bad: set[Path] = set()
-        while True:
-            any_ok = False
-            for path in self.files:
-                if path in bad:
-                    continue
-                try:
-                    rec = await self._call(functools.partial(self._open, path))
-                except InputError as exc:
-                    bad.add(path)
-                    self._skip(exc)
-                    continue
-                if start is None:
-                    start = loop.time()
-                stream, rate, n_out = str(path), rec.rate_hz, 0
-                error: InputError | None = None
-                try:
-                    while True:
-                        try:
-                            data = await self._call(rec.read)
-                        except InputError as exc:
-                            error = exc
-                            break
-                        if data is None:
-                            break
-                        first = n_out
-                        n_out += data.shape[0]
-                        if self.speed is None:
-                            await asyncio.sleep(0)  # let other tasks run between blocks
-                        else:
-                            delay = start + (played_s + n_out / rate) / self.speed - loop.time()
-                            if delay > 0:
-                                await asyncio.sleep(delay)
-                        yield SampleBlock(stream, sample_time_us(first, rate), rate, data, time.monotonic_ns(), first)
-                finally:
-                    rec.close()
-                    self.nan_samples += rec.nan_samples
-                    self.nan_runs += rec.nan_runs
-                played_s += n_out / rate
-                meta = {
-                    "record": str(rec.reader.record),
-                    "rate_hz": f"{rec.reader.rate_hz:g}",
-                    "lead": ",".join(rec.reader.leads),
-                    "unit": ",".join(rec.reader.units),
-                }
-                if error is not None:
-                    bad.add(path)
-                    self._skip(error)
-                    if n_out == 0:
-                        continue
-                    meta["error"] = str(error)
-                else:
-                    any_ok = True
-                    self.files_done += 1
-                yield EndOfStream(stream, sample_time_us(n_out, rate), time.monotonic_ns(), self._label_of(path), meta)
-            if not self.loop:
-                return
-            if not any_ok:
-                msg = f"looping replay of {self.n_files} record(s): none of them could be played"
-                raise InputError(msg)
+    def _due_s(self, f: _RecordStream, played: float, piece: SamplePiece) -> float:
+        # Records may differ in rate: the pacing clock runs in seconds.
+        return played + (piece[0] + len(piece[1])) / f.rate_hz
+
+    def _close(self, f: _RecordStream) -> None:
+        f.close()
+        self.nan_samples += f.nan_samples
+        self.nan_runs += f.nan_runs
+
+    def _end(self, f: _RecordStream) -> FileEnd:
+        reader, n_out = f.reader, f.cut.n_out
+        meta = {
+            "record": str(reader.record),
+            "rate_hz": f"{reader.rate_hz:g}",
+            "lead": ",".join(reader.leads),
+            "unit": ",".join(reader.units),
+        }
+        return FileEnd(sample_time_us(n_out, f.rate_hz), n_out / f.rate_hz, meta)
 
 
 async def _drain(src: EcgFileSource) -> int:

@@ -54,8 +54,16 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from sensors.blocks import EndOfStream, InputError, SampleBlock
-from sensors.datagram import FLAG_STREAM_START, MAX_UDP_PAYLOAD, DatagramError, HeaderFormat, SequenceTracker
+from sensors.blocks import EndOfStream, SampleBlock
+from sensors.datagram import (
+    FLAG_STREAM_START,
+    MAX_UDP_PAYLOAD,
+    DatagramError,
+    HeaderFormat,
+    SequenceTracker,
+    listen_udp,
+    listening_port,
+)
 from sensors.ecg.live_blocks import LiveBlocker
 from sensors.queues import DropOldestQueue
 
@@ -200,22 +208,14 @@ class UdpEcgSource:
 
     @property
     def bound_port(self) -> int:
-        if self._transport is None:
-            return self.port
-        return int(self._transport.get_extra_info("sockname")[1])
+        return listening_port(self._transport, self.port)
 
     async def start(self) -> None:
         if self._transport is not None:
             return
-        loop = asyncio.get_running_loop()
-        try:
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: _Protocol(self._datagrams, self._overflow), local_addr=(self.host, self.port)
-            )
-        except OSError as exc:
-            msg = f"{self.stream}: cannot listen: {exc.strerror or exc}"
-            raise InputError(msg) from exc
-        self._transport = transport
+        self._transport = await listen_udp(
+            self.host, self.port, lambda: _Protocol(self._datagrams, self._overflow), self.stream
+        )
         self.stream = self.blocker.stream = f"udp://{self.host}:{self.bound_port}"
         self._pump = asyncio.create_task(self._run_pump(), name=f"{self.stream}-pump")
 

@@ -7,12 +7,13 @@ import contextlib
 import os
 import struct
 import tty
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pytest
+from ecg_live_util import Item, collect
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,7 +25,6 @@ from sensors.ecg.serial import FrameParser, SerialEcgSource, TextParser
 
 RATE = 360.0
 BASELINE = 1024  # mitdb/100: ADC zero and baseline 1024, gain 200 adu/mV
-Item = SampleBlock | EndOfStream
 
 
 @pytest.fixture(scope="module")
@@ -66,16 +66,6 @@ def serial_source(made: list[SerialEcgSource], path: str, **kw: object) -> Seria
     src = SerialEcgSource(path, **args)  # type: ignore[arg-type]
     made.append(src)
     return src
-
-
-async def collect(src: SerialEcgSource, done: Callable[[list[Item]], bool], timeout_s: float = 5.0) -> list[Item]:
-    items: list[Item] = []
-    async with asyncio.timeout(timeout_s):
-        async for item in src:
-            items.append(item)
-            if done(items):
-                break
-    return items
 
 
 def ended(items: list[Item]) -> bool:

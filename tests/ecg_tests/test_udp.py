@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
+from ecg_live_util import Item, collect
 
 from sensors.audio.resample import sample_time_us
 from sensors.blocks import EndOfStream, InputError, SampleBlock
@@ -22,7 +23,6 @@ from sensors.ecg.udp import UdpEcgSource, pack_datagram, send_record, unpack_dat
 RATE = 360.0
 ADU_PER_MV = 200  # mitdb/100 header: gain 200 adu/mV
 SCALE = np.float32(1 / ADU_PER_MV)
-Item = SampleBlock | EndOfStream
 
 
 @pytest.fixture(scope="module")
@@ -53,16 +53,6 @@ async def source() -> AsyncIterator[Callable[..., UdpEcgSource]]:
     yield make
     for src in made:
         src.close()
-
-
-async def collect(src: UdpEcgSource, done: Callable[[list[Item]], bool], timeout_s: float = 5.0) -> list[Item]:
-    items: list[Item] = []
-    async with asyncio.timeout(timeout_s):
-        async for item in src:
-            items.append(item)
-            if done(items):
-                break
-    return items
 
 
 def n_samples(items: list[Item]) -> int:
