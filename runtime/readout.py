@@ -19,8 +19,12 @@ Scores are ``softmax(r / temperature)`` of the readout ``r``: the mean membrane 
 output neuron over the window's ticks (``membrane_mean``), its maximum (``membrane_max``),
 its spike count, or its rise (``membrane_rise``): the window's mean minus the mean over the
 batch just before the window. On an analog chip every neuron rests at its own level (mismatch
-of the currents that set it); the rise cancels that offset, which no training can know. A population readout has ``m`` output neurons per label (label-major:
-neurons ``[k*m, (k+1)*m)`` vote for label ``k``) and a label's ``r`` is the median over its
+of the currents that set it); the rise cancels that offset, which no training can know.
+``offsets`` (per label, from the model) are subtracted before the softmax: a calibration for
+one chip instance.
+
+A population readout has ``m`` output neurons per label (label-major: neurons
+``[k*m, (k+1)*m)`` vote for label ``k``) and a label's ``r`` is the median over its
 neurons: on an analog chip each neuron's gain and resting level are off by its own mismatch,
 and a non-spiking DPI neuron whose exponential feedback once overtakes its leak runs away to
 the ceiling and never resets; the median of ``m`` neurons follows the typical one and ignores
