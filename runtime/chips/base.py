@@ -9,7 +9,7 @@ chip kernel plugs in without touching them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Generic, NamedTuple, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -91,3 +91,42 @@ class Chip(Protocol):
     def run(self, batch: SpikeBatch) -> ChipResult: ...
 
     def reset(self) -> None: ...
+
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+class _CompiledModel(Protocol):
+    """What every compiled network says about itself (``Compiled``, ``CompiledConv``, ``Dynapse2Compiled``)."""
+
+    @property
+    def profile(self) -> _Named: ...
+
+    @property
+    def latency_us(self) -> float: ...
+
+    @property
+    def n_in(self) -> int: ...
+
+
+CompiledT = TypeVar("CompiledT", bound=_CompiledModel)
+
+
+class CompiledChip(Generic[CompiledT]):
+    """The ``Chip`` properties that come straight from the compiled network, shared by the emulators."""
+
+    compiled: CompiledT
+
+    @property
+    def name(self) -> str:
+        return self.compiled.profile.name
+
+    @property
+    def latency_us(self) -> float:
+        return self.compiled.latency_us
+
+    @property
+    def n_inputs(self) -> int:
+        return self.compiled.n_in

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime.chips.base import ChipResult, ChipStats, EnergyModel
+from runtime.chips.base import ChipResult, ChipStats, CompiledChip, EnergyModel
 from runtime.chips.compile import Compiled
 from runtime.chips.crossbar_kernel import (
     C_INPUT_EVENTS,
@@ -37,7 +37,7 @@ _EMPTY_T = np.empty(0, np.int64)
 _EMPTY_N = np.empty(0, np.int32)
 
 
-class CrossbarChip:
+class CrossbarChip(CompiledChip[Compiled]):
     def __init__(self, compiled: Compiled) -> None:
         self.compiled = compiled
         c = compiled
@@ -46,18 +46,6 @@ class CrossbarChip:
         self._out = np.empty((2, _REC_CAPACITY_TICKS * width), np.int64)
         self._energy = EnergyModel.of(c.profile.energy)
         self.reset()
-
-    @property
-    def name(self) -> str:
-        return self.compiled.profile.name
-
-    @property
-    def latency_us(self) -> float:
-        return self.compiled.latency_us
-
-    @property
-    def n_inputs(self) -> int:
-        return self.compiled.n_in
 
     @property
     def n_outputs(self) -> int:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from runtime.chips.base import ChipResult, ChipStats, EnergyModel
+from runtime.chips.base import ChipResult, ChipStats, CompiledChip, EnergyModel
 from runtime.chips.dynapcnn.compile import CompiledConv
 from runtime.chips.dynapcnn.kernel import (
     C_INPUT_EVENTS,
@@ -34,7 +34,7 @@ _EMPTY_T = np.empty(0, np.int64)
 _EMPTY_CH = np.empty(0, np.int32)
 
 
-class DynapcnnChip:
+class DynapcnnChip(CompiledChip[CompiledConv]):
     def __init__(self, compiled: CompiledConv) -> None:
         self.compiled = compiled
         self.layout = build_layout(compiled)
@@ -54,18 +54,6 @@ class DynapcnnChip:
         self._zeros = np.zeros(compiled.n_out)
         self._zeros.flags.writeable = False
         self.reset()
-
-    @property
-    def name(self) -> str:
-        return self.compiled.profile.name
-
-    @property
-    def latency_us(self) -> float:
-        return self.compiled.latency_us
-
-    @property
-    def n_inputs(self) -> int:
-        return self.compiled.n_in
 
     @property
     def n_outputs(self) -> int:

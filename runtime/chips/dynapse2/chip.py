@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.network import Network
-from runtime.chips.base import ChipResult, ChipStats, EnergyModel
+from runtime.chips.base import ChipResult, ChipStats, CompiledChip, EnergyModel
 from runtime.chips.dynapse2 import kernel as kn
 from runtime.chips.dynapse2.compile import Dynapse2Compiled, compile_dynapse2
 from runtime.chips.profile import AdexCoreProfile
@@ -25,7 +25,7 @@ _EMPTY_T = np.empty(0, np.int64)
 _EMPTY_N = np.empty(0, np.int32)
 
 
-class Dynapse2Chip:
+class Dynapse2Chip(CompiledChip[Dynapse2Compiled]):
     def __init__(self, compiled: Dynapse2Compiled) -> None:
         self.compiled = compiled
         c = compiled
@@ -40,18 +40,6 @@ class Dynapse2Chip:
         self._net = (c.ptr, c.tgt, c.typ, c.dly, c.w, c.hops, c.KP, c.G)
         self._spk, self._W = kn.new_scratch(c.KP)
         self.reset()
-
-    @property
-    def name(self) -> str:
-        return self.compiled.profile.name
-
-    @property
-    def latency_us(self) -> float:
-        return self.compiled.latency_us
-
-    @property
-    def n_inputs(self) -> int:
-        return self.compiled.n_in
 
     @property
     def n_outputs(self) -> int:
