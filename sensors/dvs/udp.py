@@ -8,7 +8,9 @@ u16 width, u16 height, u16 reserved = 0, u32 sequence, u32 n_events`` followed b
 event to stream time 0.
 
 UDP loses and reorders datagrams and the daemon cannot push back on a camera, so the
-receiver never blocks: a gap in the sequence numbers is counted as lost datagrams, a
+receiver never blocks: sequence numbers go through the shared tracker of
+``sensors.datagram`` (a gap is counted as lost datagrams; a late or duplicate datagram is
+counted and dropped, never glued in after newer events; a sender restart is counted), a
 malformed datagram is counted and ignored, and when the pipeline falls behind the oldest
 queued block is dropped and counted. All of it shows in telemetry ``drops``.
 """
@@ -28,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sensors.blocks import EVENT_DTYPE, EventBlock
-from sensors.datagram import listen_udp, listening_port
+from sensors.datagram import SequenceTracker, listen_udp, listening_port
 from sensors.dvs.slicer import EventSlicer
 from sensors.queues import DropOldestQueue
 
@@ -82,7 +84,6 @@ def unpack_datagram(data: bytes) -> Datagram:
 @dataclass
 class _Counters:
     datagrams: int = 0
-    lost_datagrams: int = 0
     bad_datagrams: int = 0
     events: int = 0
     last_error: str = ""
@@ -125,7 +126,7 @@ class UdpEventSource:
         self._pump: asyncio.Task[None] | None = None
         self._slicer = EventSlicer(self.block_us)
         self._size: tuple[int, int] | None = None
-        self._next_seq: int | None = None
+        self._seq = SequenceTracker()
 
     @property
     def bound_port(self) -> int:
@@ -143,8 +144,12 @@ class UdpEventSource:
 
     def drops(self) -> dict[str, int]:
         c = self.counters
+        seq = self._seq.counts
         return {
-            "lost_datagrams": c.lost_datagrams,
+            "lost_datagrams": seq.lost,
+            "late_datagrams": seq.late,
+            "duplicate_datagrams": seq.duplicates,
+            "sender_restarts": seq.restarts,
             "bad_datagrams": c.bad_datagrams,
             "dropped_blocks": self._blocks.dropped_blocks,
             "late_events": self._slicer.late,
@@ -187,11 +192,10 @@ class UdpEventSource:
                 c.last_error = str(exc)
             return
         c.datagrams += 1
-        if self._next_seq is not None and dg.seq != self._next_seq:
-            gap = (dg.seq - self._next_seq) & 0xFFFFFFFF
-            if gap < 0x80000000:
-                c.lost_datagrams += gap
-        self._next_seq = (dg.seq + 1) & 0xFFFFFFFF
+        verdict = self._seq.classify(dg.seq)
+        if not verdict.kind.accepted:
+            # A late or repeated datagram is never glued in after newer events: counted, dropped.
+            return
         self._size = (dg.width, dg.height)
         c.events += len(dg.events)
         self._slicer.add(dg.events)

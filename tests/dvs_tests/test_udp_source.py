@@ -130,3 +130,30 @@ async def test_slow_consumer_drops_oldest_blocks_and_counts_them() -> None:
         src.close()
     assert first.t_start_us > 0  # the oldest blocks went
     assert HEADER.size == 20
+
+
+async def test_late_and_repeated_datagrams_are_dropped_and_counted() -> None:
+    ev = random_events(400)
+    parts = np.array_split(ev, 8)
+    src = UdpEventSource("127.0.0.1", 0, block_ms=10.0)
+    await src.start()
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        # 0 1 3 2 3 4 5 6 7: datagram 2 arrives after 3 (late: dropped, never glued in behind
+        # newer events) and 3 arrives twice (the copy is dropped).
+        for seq in (0, 1, 3, 2, 3, 4, 5, 6, 7):
+            tx.sendto(pack_datagram(seq, 64, 48, parts[seq]), ("127.0.0.1", src.bound_port))
+            await asyncio.sleep(0.002)  # keep loopback order
+        span_us = int(ev["t"][-1] - ev["t"][0])
+        blocks = await asyncio.wait_for(_collect(src, span_us), 10)
+    finally:
+        tx.close()
+        src.close()
+    got = np.concatenate([b.events for b in blocks])
+    expected = np.concatenate([parts[i] for i in (0, 1, 3, 4, 5, 6, 7)]).copy()
+    expected["t"] -= ev["t"][0]
+    np.testing.assert_array_equal(got, expected[: len(got)])
+    assert len(got) >= len(expected) - len(parts[7])
+    drops = src.drops()
+    assert (drops["lost_datagrams"], drops["late_datagrams"], drops["duplicate_datagrams"]) == (1, 1, 1)
+    assert drops["late_events"] == 0  # nothing behind the stream's time reached the slicer
