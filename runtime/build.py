@@ -48,6 +48,7 @@ from sensors.audio.encoder import AudioEncoder, AudioEncoderConfig
 from sensors.dvs.frontend import DvsFrontEnd, check_sensor
 from sensors.dvs.preprocess_config import DvsPreprocessConfig
 from sensors.ecg.encoder_config import EcgEncoderConfig
+from sensors.retry import RetryingSource
 
 log = logging.getLogger(__name__)
 
@@ -251,10 +252,19 @@ def _source_and_encoder(
             from sensors.dvs.udp import UdpEventSource
 
             host, port = parse_host_port(src.listen, min_port=0)
-            udp = UdpEventSource(
-                host, port, block_ms=src.block_ms, queue_blocks=src.queue_blocks, idle_flush_ms=src.idle_flush_ms
-            )
-            return udp, front, udp.stream
+            dvs_udp = src
+
+            def open_udp() -> UdpEventSource:
+                return UdpEventSource(
+                    host,
+                    port,
+                    block_ms=dvs_udp.block_ms,
+                    queue_blocks=dvs_udp.queue_blocks,
+                    idle_flush_ms=dvs_udp.idle_flush_ms,
+                )
+
+            desc = f"udp://{host}:{port}"
+            return RetryingSource(open_udp, name=desc), front, desc
         if isinstance(src, DvsCameraSourceConfig):
             from sensors.dvs.dv import DvCameraSource
 
@@ -266,7 +276,8 @@ def _source_and_encoder(
     if isinstance(src, AudioFileSourceConfig):
         return file_source(src, prep, labels, on_error), encoder, ", ".join(str(p) for p in src.paths)
     desc = f"microphone {src.device if src.device is not None else 'default'}"
-    return microphone_source(src, prep), encoder, desc
+    mic = src
+    return RetryingSource(lambda: microphone_source(mic, prep), name=desc), encoder, desc
 
 
 def _ecg_source_and_encoder(
@@ -283,9 +294,11 @@ def _ecg_source_and_encoder(
     enc = prep.encoder_config
     source: Any
     if isinstance(src, EcgSerialSourceConfig):
-        source, desc = ecg_serial_source(src, model_rate_hz=enc.rate_hz), f"serial {src.port}"
+        serial, desc = src, f"serial {src.port}"
+        source = RetryingSource(lambda: ecg_serial_source(serial, model_rate_hz=enc.rate_hz), name=desc)
     elif isinstance(src, EcgUdpSourceConfig):
-        source, desc = ecg_udp_source(src, model_rate_hz=enc.rate_hz), f"udp {src.listen}"
+        udp, desc = src, f"udp {src.listen}"
+        source = RetryingSource(lambda: ecg_udp_source(udp, model_rate_hz=enc.rate_hz), name=desc)
     else:
         source = ecg_file_source(src, enc.rate_hz, labels, on_error)  # type: ignore[arg-type]
         desc = ", ".join(str(p) for p in src.paths)

@@ -144,3 +144,17 @@ async def test_daemon_classifies_beats_read_from_a_serial_port(
     assert port in cls[0].window.stream and cls[0].label in ("N", "V")
     assert tel[-1].drops["source_malformed_lines"] == 0
     assert expected - 4 <= len(cls) <= expected + 3
+
+
+@pytest.mark.broker
+async def test_daemon_outlives_a_serial_port_that_is_not_there(mosquitto: Broker, tmp_path: Path) -> None:
+    port = tmp_path / "ttyACM9"  # never created: the board is unplugged at boot
+    source = f'kind = "ecg_serial"\nport = "{port}"\nprotocol = "text"\nrate_hz = 360.0'
+    cfg = _daemon_config(tmp_path, mosquitto, source)
+    async with Collector(mosquitto.host, mosquitto.port, "spikewire/ecg-test/#") as sub:
+        proc = await asyncio.to_thread(run_cli, "run", cfg, "--duration", "4", timeout_s=120)
+    assert proc.returncode == 0, proc.stderr
+    assert str(port) in proc.stderr and "reopening" in proc.stderr
+    assert proc.stderr.count("reopening") == 1  # logged once per burst, not once per attempt
+    tel = [Telemetry.model_validate_json(m.payload) for m in sub.messages if m.topic.endswith("/ecg/telemetry")]
+    assert tel and tel[-1].drops["source_device_reopens"] >= 2
