@@ -31,7 +31,7 @@ from runtime.contract import PipelineInfo as StatusPipeline
 from runtime.readout import Decision, Readout
 from runtime.sinks.base import Sink
 from runtime.telemetry import TelemetryRecorder
-from sensors.blocks import EndOfStream, EventBlock, SampleBlock, SpikeBatch
+from sensors.blocks import EndOfStream, EventBlock, SampleBlock, SpikeBatch, batch_ends
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +51,11 @@ Computed = tuple[str, ChipResult, int] | EndOfStream | None
 
 
 def split_batch(batch: SpikeBatch, step_us: int) -> list[SpikeBatch]:
-    """``batch`` cut at the multiples of ``step_us`` in stream time (the readout's resolution).
-
-    Boundaries are absolute (``k * step_us``), so the pieces are the same whatever the source's
-    block size: a replay in large blocks and a live stream in small ones give the chip and the
-    readout the same batches.
+    """``batch`` cut at the multiples of ``step_us`` in stream time (the readout's resolution,
+    ``sensors.blocks.batch_ends``): a replay in large blocks and a live stream in small ones give
+    the chip and the readout the same batches.
     """
-    first = batch.t_start_us // step_us + 1
-    edges = list(range(first * step_us, batch.t_end_us, step_us))
+    edges = batch_ends(batch.t_start_us, batch.t_end_us, step_us)[:-1]
     if not edges:
         return [batch]
     cuts = np.searchsorted(batch.t_us, edges).tolist()
@@ -111,6 +108,9 @@ class Pipeline:
         self.telemetry_interval_s = telemetry_interval_s
         self.on_decision = on_decision
         self.batch_us = batch_us
+        # A chip may do the cutting itself in one kernel call (``run_split``, same results as
+        # running each piece); per-piece Python calls cost more than 20 ms of a small network.
+        self._chip_run_split: Callable[[SpikeBatch, int], list[ChipResult]] | None = getattr(chip, "run_split", None)
         self._q_in: asyncio.Queue[Item | None] = asyncio.Queue(queue_blocks)
         self._q_out: asyncio.Queue[list[Computed]] = asyncio.Queue(queue_blocks)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"chip-{info.name}")
@@ -206,12 +206,8 @@ class Pipeline:
         return out
 
     def _run_split(self, batch: SpikeBatch, step_us: int) -> list[ChipResult]:
-        # A chip may do the cutting itself in one kernel call (``run_split``, same results as
-        # running each piece); per-piece Python calls cost more than 20 ms of a small network.
-        run_split = getattr(self.chip, "run_split", None)
-        if run_split is not None:
-            results: list[ChipResult] = run_split(batch, step_us)
-            return results
+        if self._chip_run_split is not None:
+            return self._chip_run_split(batch, step_us)
         return [self.chip.run(b) for b in split_batch(batch, step_us)]
 
     async def _decide(self) -> None:

@@ -100,6 +100,17 @@ class SpikeBatch:
         return int(self.t_us.shape[0])
 
 
+def batch_ends(t_start_us: int, t_end_us: int, step_us: int) -> list[int]:
+    """Where a batch over ``[t_start_us, t_end_us)`` is cut for a readout resolution of ``step_us``:
+    the multiples of ``step_us`` strictly inside it, then ``t_end_us``.
+
+    Boundaries are absolute (``k * step_us``), so the pieces are the same whatever the source's
+    block size. ``runtime.pipeline.split_batch`` and chips that cut batches themselves both use it.
+    """
+    first = (t_start_us // step_us + 1) * step_us
+    return [*range(first, t_end_us, step_us), t_end_us]
+
+
 @dataclass(frozen=True, slots=True)
 class EndOfStream:
     """Marks the end of one stream (one file in a replay, or a device that stopped).

@@ -12,13 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from models.network import Network
 from runtime.chips.base import ChipResult, ChipStats, CompiledChip, EnergyModel
 from runtime.chips.dynapse2 import kernel as kn
 from runtime.chips.dynapse2.compile import Dynapse2Compiled, compile_dynapse2
 from runtime.chips.profile import AdexCoreProfile
-from sensors.blocks import SpikeBatch
+from sensors.blocks import SpikeBatch, batch_ends
 
 _REC_CAPACITY_TICKS = 64
 _EMPTY_T = np.empty(0, np.int64)
@@ -59,55 +60,21 @@ class Dynapse2Chip(CompiledChip[Dynapse2Compiled]):
         self._t_us = 0
 
     def run(self, batch: SpikeBatch) -> ChipResult:
-        C = self.C
-        C[kn.C_N_REC] = 0
-        ro = np.empty((2, self._n_out), np.float64)
-        out_t, out_n = _EMPTY_T, _EMPTY_N
-        pos = 0
-        fresh = True
-        net = self._net
-        while True:
-            pos, status, k = kn.run_dynapse2(
-                batch.t_us, batch.ch, pos, batch.t_end_us, net[0], net[1], net[2], net[3], net[4], net[5], net[6],
-                net[7], self.S, self.Z, self.Q, C, self._out, ro, fresh, self._spk, self._W,
-            )  # fmt: skip
-            fresh = False
-            if k:
-                out_t = np.concatenate((out_t, self._out[0, :k]))
-                out_n = np.concatenate((out_n, self._out[1, :k].astype(np.int32)))
-                C[kn.C_N_REC] = 0
-            if status == 2:
-                raise self._bad_channel(batch, pos)
-            if status == 0:
-                break
-        counters = C.tolist()
-        t0 = self._t_us
-        if batch.t_end_us > t0:
-            self._t_us = batch.t_end_us
-        sops, updates, spikes = counters[kn.C_SOPS], counters[kn.C_UPDATES], counters[kn.C_SPIKES]
-        energy_uj, static_uj = self._energy.uj(self._t_us - t0, sops, updates, spikes)
-        energy_uj += counters[kn.C_HOPS] * self._hop_uj
-        stats = ChipStats(
-            t0, self._t_us, counters[kn.C_INPUT_EVENTS], sops, updates, spikes, counters[kn.C_TICKS],
-            energy_uj, static_uj, self._latency_us, ro[0], ro[1],
-        )  # fmt: skip
-        return ChipResult(out_t, out_n, stats)
+        return self._run_pieces(batch, np.array([batch.t_end_us], np.int64))[0]
 
     def run_split(self, batch: SpikeBatch, step_us: int) -> list[ChipResult]:
         """``[self.run(b) for b in split_batch(batch, step_us)]``, the same results, in one kernel call.
 
-        The pieces end at the multiples of ``step_us`` inside the batch and at its ``t_end_us``
-        (``runtime.pipeline.split_batch``); per-piece Python calls would cost more than the
-        kernel does for 20 ms of a small network.
+        The pieces end where ``sensors.blocks.batch_ends`` cuts (as ``runtime.pipeline.split_batch``
+        does); per-piece Python calls would cost more than the kernel does for 20 ms of a small network.
         """
         if step_us <= 0:
             msg = f"{batch.stream}: run_split needs step_us > 0, got {step_us}"
             raise ValueError(msg)
-        t_end = batch.t_end_us
-        first = (batch.t_start_us // step_us + 1) * step_us
-        n = len(range(first, t_end, step_us)) + 1  # the cuts inside the batch, then its end
-        ends = np.arange(first, first + n * step_us, step_us, dtype=np.int64)
-        ends[-1] = t_end
+        return self._run_pieces(batch, np.array(batch_ends(batch.t_start_us, batch.t_end_us, step_us), np.int64))
+
+    def _run_pieces(self, batch: SpikeBatch, ends: npt.NDArray[np.int64]) -> list[ChipResult]:
+        n = len(ends)
         R = np.empty((n, 2, self._n_out), np.float64)
         P = np.empty((n, kn.P_SIZE), np.int64)
         self.C[kn.C_N_REC] = 0

@@ -176,7 +176,7 @@ def _neurons(k, KP, G, S, Z, Q, spk, W):  # type: ignore[no-untyped-def]
 
     A neuron is on a fixed point when it had nothing due and its update left every state variable
     bitwise unchanged, without spike or refractoriness: updating it again with nothing due gives
-    the same state, which is what lets ``run_dynapse2`` jump over quiet stretches exactly.
+    the same state, which is what lets ``run_pieces`` jump over quiet stretches exactly.
     ``W`` is scratch from ``new_scratch``, ``(W_ROWS, N)`` float64 with the run's constants
     ``W[W_NREF]`` (``int64(K_NREF)``), ``W[W_GAIN]`` (``K_IGAIN / K_ITAU``), ``W[W_INV_ITAU]``.
     """
@@ -269,37 +269,22 @@ def _fresh(C, ro):  # type: ignore[no-untyped-def]
         ro[1, j] = -np.inf
 
 
-@njit(nogil=True, cache=True)
-def run_dynapse2(ev_t, ev_ch, pos, t_end_us, ptr, tgt, typ, dly, w, hops, KP, G, S, Z, Q, C, out, ro, fresh, spk, W):  # type: ignore[no-untyped-def]
-    """Advance the chip to ``t_end_us`` (complete ticks only), consuming events from ``pos``.
-
-    Returns ``(pos, status, n_rec)`` like ``crossbar_kernel.run_crossbar``: 0 done; 1 the spike
-    record buffer is full (drain ``out[:, :n_rec]``, zero ``C[C_N_REC]``, call again); 2 event
-    ``pos`` names a channel the chip does not have. ``fresh`` zeroes the per-call counters and
-    ``ro`` (row 0 sum, row 1 max of the readout's normalised membrane over the ticks run).
-    ``spk`` (int64, N) and ``W`` (``new_scratch``) are scratch.
-    """
-    if fresh:
-        _fresh(C, ro)
-    pos, status = _advance(
-        ev_t, ev_ch, pos, ev_t.shape[0], t_end_us, ptr, tgt, typ, dly, w, hops, KP, G, S, Z, Q, C, out, ro, spk, W
-    )
-    return pos, status, C[C_N_REC]
-
-
 P_TICKS, P_SOPS, P_UPDATES, P_SPIKES, P_INPUT_EVENTS, P_HOPS, P_N_REC = range(7)
 P_SIZE = 7
 
 
 @njit(nogil=True, cache=True)
 def run_pieces(ev_t, ev_ch, pos, ends, piece, ptr, tgt, typ, dly, w, hops, KP, G, S, Z, Q, C, out, R, P, fresh, spk, W):  # type: ignore[no-untyped-def]
-    """``run_dynapse2`` once per piece: piece ``i`` runs to ``ends[i]`` with the events before it.
+    """Advance the chip piece by piece (complete ticks only): piece ``i`` runs to ``ends[i]`` with the
+    events before it; the last piece takes the rest. ``Dynapse2Chip.run`` is the one-piece case.
 
     Each piece gets its own counters and readout accumulators, exactly as separate calls on the
     pieces' events would: ``P[i]`` the counters (``P_*``, ``P_N_REC`` the spikes recorded in
     ``out`` up to the end of the piece, cumulative), ``R[i]`` the readout sum and maximum.
     Starts at piece ``piece`` (``fresh`` False: continue it); returns ``(pos, piece, status)``,
-    status as ``run_dynapse2``'s (1: ``out`` is full, grow it and call again; nothing is drained).
+    status 0 done, 1 ``out`` (the spike record) is full: grow it and call again (nothing is drained),
+    2 event ``pos`` names a channel the chip does not have. ``spk`` and ``W`` (``new_scratch``) are
+    scratch.
     """
     n_all = ev_t.shape[0]
     for i in range(piece, ends.shape[0]):
