@@ -440,8 +440,9 @@ def _cmd_sub(args: argparse.Namespace) -> int:
 
 
 def _is_ecg(path: Path) -> bool:
-    """A WFDB record (with or without .hea/.dat), or a CSV of samples; anything else is an event file."""
-    return path.suffix in (".hea", ".dat", ".csv") or (not path.suffix and path.with_suffix(".hea").is_file())
+    """A WFDB record (``208``, ``208.hea`` or ``208.dat`` beside its header) or a CSV of samples; anything
+    else, a Prophesee ``.dat`` without a WFDB header included, is an event file."""
+    return path.suffix == ".csv" or path.with_suffix(".hea").is_file()
 
 
 def _cmd_send(args: argparse.Namespace) -> int:
