@@ -2,23 +2,25 @@
 
 The classic DYNAP-SE design (Bauer et al. 2019; Corradi et al. 2019): a fixed, random spiking
 network on the chip turns the level-crossing spikes of the ECG into a rich set of responses
-with several time constants, and only the readout is trained. Here the readout is two
-non-spiking neurons on the chip whose mean current over the beat window is the score, so the
-whole decision runs on the (emulated) chip.
+with several time constants, and only the readout is trained. Here the readout is non-spiking
+neurons on the chip, ``per_label`` of them per label, each reading its mean current over the beat
+window; a label's score is the median of its neurons, so the whole decision runs on the
+(emulated) chip.
 
 Training is chip-in-the-loop, as with the real device: the random network runs on the
-``dynapse2`` emulator (mismatch off) over the training part of each record; the readout
-weights are fitted by logistic regression on the hidden neurons' spike trains filtered by the
-readout neuron's synapse and membrane; the weights are split into two non-negative
-(AMPA) projections, one per class, at most 64 per readout neuron (the CAM limit), and the
-chip then fits each core's four base weights to them.
+``dynapse2`` emulator over the training part of each record, on the ideal chip and on a few
+mismatched instances; each label's readout weights are fitted (class-balanced ridge NNLS,
+one-vs-rest) on the hidden neurons' spike trains filtered by the readout neuron's synapse and
+membrane, non-negative (AMPA) and at most 64 per neuron (the CAM limit); the chip then fits each
+core's four base weights to them. ``--instance-seed`` calibrates for one chip instance instead,
+with a per-label offset fitted on that instance's own readout.
 
 Data: MIT-BIH records 100 and 208, lead MLII, reference beat annotations. Time-disjoint split:
 training on ``[0, SPLIT_S)`` of each record, testing on ``[SPLIT_S, end)`` (about 40 %).
 Beat windows come from the runtime's own ``beat`` readout on the chip's results, so training
 sees exactly the windows the replay decides on.
 
-Run (about a minute; needs no PyTorch)::
+Run (about four minutes with the validation replays; needs no PyTorch)::
 
     python -m models.recipes.ecg_beats --data ../shared/data/ecg/mitdb --out models/zoo/ecg-beats
 """
@@ -213,22 +215,6 @@ def window_features(results: list[ChipResult], wins: list[tuple[int, int]], n_h:
     return x
 
 
-def fit_logistic(x: F64, y: npt.NDArray[np.int64], l2: float, iters: int = 500) -> F64:
-    """Class-balanced L2 logistic regression without intercept, by Newton's method (binary: V vs N)."""
-    w = np.zeros(x.shape[1])
-    pos = y == 1
-    sw = np.where(pos, 0.5 / max(pos.mean(), 1e-9), 0.5 / max((~pos).mean(), 1e-9))
-    for _ in range(iters):
-        p = 1 / (1 + np.exp(-(x @ w)))
-        g = x.T @ (sw * (p - y)) / len(y) + l2 * w
-        h = (x * (sw * p * (1 - p))[:, None]).T @ x / len(y) + l2 * np.eye(len(w))
-        step = np.linalg.solve(h, g)
-        w -= step
-        if np.abs(step).max() < 1e-8:
-            break
-    return w
-
-
 def make_chip(net: Network, *, mismatch: bool, seed: int) -> Chip:
     from runtime.chips.dynapse2.chip import Dynapse2Chip
     from runtime.chips.dynapse2.compile import compile_dynapse2
@@ -275,15 +261,6 @@ def tune_threshold(recs: list[Record], results: dict[str, list[ChipResult]], n_i
     return best
 
 
-def split_weights(w: F64, scale: F64) -> F64:
-    """Logistic weights (V vs N) -> two non-negative rows (N, V): positive weights to V, negative to N."""
-    w_eff = w / scale
-    out = np.zeros((len(LABELS), len(w)))
-    out[LABELS.index("V")] = np.maximum(w_eff, 0.0)
-    out[LABELS.index("N")] = np.maximum(-w_eff, 0.0)
-    return out
-
-
 def fit_nonneg(x: F64, y: npt.NDArray[np.int64], l2: float) -> F64:
     """One non-negative readout row per label, each at most ``CAM`` synapses: label ``k``'s neuron is
     fitted (class-balanced ridge NNLS) to read 1 on windows of label ``k`` and 0 on the others.
@@ -313,29 +290,7 @@ def fit_nonneg(x: F64, y: npt.NDArray[np.int64], l2: float) -> F64:
     return w
 
 
-def fit_sparse(x: F64, y: npt.NDArray[np.int64], l2: float) -> F64:
-    """Logistic weights with at most ``CAM`` positive and ``CAM`` negative entries (each readout neuron's CAM).
-
-    Fit on all features, keep the ``CAM`` largest of each sign, refit on those, and repeat until
-    the support is stable: a refit can flip a sign, so the split is checked again each round.
-    """
-    support = np.arange(x.shape[1])
-    w = np.zeros(x.shape[1])
-    for _ in range(8):
-        w = np.zeros(x.shape[1])
-        w[support] = fit_logistic(x[:, support], y, l2)
-        pos, neg = np.flatnonzero(w > 0), np.flatnonzero(w < 0)
-        keep = np.concatenate((pos[np.argsort(-w[pos])[:CAM]], neg[np.argsort(w[neg])[:CAM]]))
-        if len(keep) == len(support) and np.array_equal(np.sort(keep), support):
-            return w
-        support = np.sort(keep)
-    w[np.setdiff1d(np.arange(len(w)), support)] = 0.0
-    return w
-
-
-def train(data: Path, r: Recipe) -> tuple[Network, EcgEncoderConfig, dict[str, float]]:
-    enc = EcgEncoderConfig(rate_hz=360.0, thresholds_mv=r.thresholds_mv)
-    recs = [load_record(data, name, enc) for name in RECORDS]
+def train(recs: list[Record], enc: EcgEncoderConfig, r: Recipe) -> tuple[Network, dict[str, float]]:
     n_in = enc.n_channels
     res_net = reservoir(n_in, r)
     n_h = res_net.population("hidden").size
@@ -370,7 +325,7 @@ def train(data: Path, r: Recipe) -> tuple[Network, EcgEncoderConfig, dict[str, f
     k = READOUT_V99 / float(np.percentile((x @ w_out.T).max(axis=1), 99))
     net = with_readout(res_net, k * w_out, r)
     info = {"activity_threshold": thr, "train_windows": len(y), "train_v": int((y == 1).sum()), "temperature": k / 4}
-    return net, enc, info
+    return net, info
 
 
 def calibrate_offsets(net: Network, recs: list[Record], thr: float, r: Recipe, seed: int) -> list[float]:
@@ -507,12 +462,13 @@ def main() -> None:
     else:
         r = Recipe(seed=args.seed)
         seeds = (None, *args.mismatch_seeds)
-    net, enc, info = train(args.data, r)
+    enc = EcgEncoderConfig(rate_hz=360.0, thresholds_mv=r.thresholds_mv)
+    recs = [load_record(args.data, name, enc) for name in RECORDS]
+    net, info = train(recs, enc, r)
     args.out.mkdir(parents=True, exist_ok=True)
     write_network(net, args.out / "model.nir")
     offsets = None
     if r.instance_seed is not None:
-        recs = [load_record(args.data, name, enc) for name in RECORDS]
         offsets = calibrate_offsets(net, recs, info["activity_threshold"], r, r.instance_seed)
     man = manifest(enc, info, r, offsets)
     (args.out / "manifest.toml").write_text(tomli_w.dumps(man), encoding="utf-8")
