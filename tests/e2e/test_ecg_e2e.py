@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import tty
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import numpy as np
@@ -71,13 +72,13 @@ telemetry_interval_s = 0.5
 
 
 async def _beats_from_daemon(
-    broker: Broker, cfg: Path, feed: object, n_beats: int
+    broker: Broker, cfg: Path, feed: Callable[[], Awaitable[None]], n_beats: int
 ) -> tuple[list[Classification], list[Telemetry]]:
     async with Collector(broker.host, broker.port, "spikewire/ecg-test/#") as sub:
         daemon = popen_cli("run", cfg)
         try:
             await sub.wait_for(lambda ms: any(m.topic.endswith("availability") and m.text == "online" for m in ms), 30)
-            await feed()  # type: ignore[operator]
+            await feed()
             await sub.wait_for(
                 lambda ms: sum(m.topic.endswith("/ecg/classification") for m in ms) >= n_beats, timeout_s=30
             )
