@@ -65,24 +65,25 @@ def _get(path: Path, group: h5py.Group, name: str, what: str) -> Any:
     return group[name]
 
 
-def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested JSON flattened to dotted keys (``subsweeps[1].start_point``), to name what differs."""
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    if isinstance(value, list):
-        out = {f"{prefix}.len": len(value)}
-        for i, v in enumerate(value):
-            out.update(_flat(v, f"{prefix}[{i}]"))
-        return out
-    return {prefix: value}
-
-
 def config_diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    fa, fb = _flat(a), _flat(b)
-    return sorted(k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k))
+    """Fields of two sensor configs that differ: top-level names, subsweep fields by index."""
+    out: list[str] = []
+    for key in sorted(a.keys() | b.keys()):
+        va, vb = a.get(key), b.get(key)
+        if va == vb:
+            continue
+        if key == "subsweeps" and isinstance(va, list) and isinstance(vb, list) and len(va) == len(vb):
+            for i, (sa, sb) in enumerate(zip(va, vb, strict=True)):
+                if isinstance(sa, dict) and isinstance(sb, dict):
+                    out.extend(f"subsweeps[{i}].{k}" for k in sorted(sa.keys() | sb.keys()) if sa.get(k) != sb.get(k))
+                elif sa != sb:
+                    out.append(f"subsweeps[{i}]")
+        elif key == "subsweeps":
+            na, nb = (len(v) if isinstance(v, list) else 0 for v in (va, vb))
+            out.append(f"subsweeps ({na} vs {nb})")
+        else:
+            out.append(f"{key} ({va} vs {vb})")
+    return out
 
 
 def _listed(names: list[str], most: int = 12) -> str:
