@@ -37,6 +37,8 @@ from runtime.config import (
     EcgUdpSourceConfig,
     MicrophoneSourceConfig,
     PipelineConfig,
+    RadarFileSourceConfig,
+    RadarUdpSourceConfig,
     ReadoutConfig,
     format_validation_error,
 )
@@ -48,6 +50,7 @@ from sensors.audio.encoder import AudioEncoder, AudioEncoderConfig
 from sensors.dvs.frontend import DvsFrontEnd, check_sensor
 from sensors.dvs.preprocess_config import DvsPreprocessConfig
 from sensors.ecg.encoder_config import EcgEncoderConfig
+from sensors.radar.encoder_config import RadarEncoderConfig
 from sensors.retry import RetryingSource
 
 log = logging.getLogger(__name__)
@@ -59,7 +62,7 @@ class Prepared:
 
     bundle: Bundle
     compiled: Compiled | CompiledConv | Dynapse2Compiled
-    encoder_config: AudioEncoderConfig | DvsPreprocessConfig | EcgEncoderConfig
+    encoder_config: AudioEncoderConfig | DvsPreprocessConfig | EcgEncoderConfig | RadarEncoderConfig
 
     @property
     def n_outputs(self) -> int:
@@ -129,13 +132,15 @@ def prepare(model: str, chip: str | None, *, mismatch: bool | None, seed: int, s
             return Prepared(bundle, compiled, DvsPreprocessConfig.model_validate(bundle.manifest.encoder))
         except ValidationError as exc:
             raise ModelError(format_validation_error(exc, where)) from exc
-    if modality not in ("audio", "ecg"):
-        msg = f"model {bundle.ident}: modality {modality!r} has no encoder in this version (audio, dvs, ecg)"
+    if modality not in ("audio", "ecg", "radar"):
+        msg = f"model {bundle.ident}: modality {modality!r} has no encoder in this version (audio, dvs, ecg, radar)"
         raise ModelError(msg)
-    enc: AudioEncoderConfig | EcgEncoderConfig
+    enc: AudioEncoderConfig | EcgEncoderConfig | RadarEncoderConfig
     try:
         if modality == "ecg":
             enc = EcgEncoderConfig.model_validate(bundle.manifest.encoder)
+        elif modality == "radar":
+            enc = RadarEncoderConfig.model_validate(bundle.manifest.encoder)
         else:
             enc = AudioEncoderConfig(**bundle.manifest.encoder)
     except ValidationError as exc:
@@ -239,12 +244,14 @@ def _source_and_encoder(
 ) -> tuple[Any, Encoder, str]:
     modality = prep.bundle.manifest.model.modality
     src = cfg.source
-    wants = src.kind.split("_")[0] if src.kind.startswith(("dvs", "ecg")) else "audio"
+    wants = src.kind.split("_")[0] if src.kind.startswith(("dvs", "ecg", "radar")) else "audio"
     if wants != modality:
         msg = f"pipeline {cfg.name}: a {src.kind} source cannot feed model {prep.bundle.ident} ({modality} input)"
         raise ConfigError(msg)
     if isinstance(src, EcgFileSourceConfig | EcgSerialSourceConfig | EcgUdpSourceConfig):
         return _ecg_source_and_encoder(src, prep, labels, on_error)
+    if isinstance(src, RadarFileSourceConfig | RadarUdpSourceConfig):
+        return _radar_source_and_encoder(src, prep, labels, on_error)
     if isinstance(src, DvsFileSourceConfig | DvsUdpSourceConfig | DvsCameraSourceConfig):
         assert isinstance(prep.compiled, CompiledConv)
         front = DvsFrontEnd(dvs_preprocess(src, prep), prep.compiled.input_shape)
@@ -278,6 +285,25 @@ def _source_and_encoder(
     desc = f"microphone {src.device if src.device is not None else 'default'}"
     mic = src
     return RetryingSource(lambda: microphone_source(mic, prep), name=desc), encoder, desc
+
+
+def _radar_source_and_encoder(
+    src: RadarFileSourceConfig | RadarUdpSourceConfig,
+    prep: Prepared,
+    labels: Mapping[str, str] | None,
+    on_error: str,
+) -> tuple[Any, Encoder, str]:
+    from sensors.radar.encode import RadarEncoder
+    from sensors.radar.file_config import radar_file_source
+    from sensors.radar.live_config import radar_udp_source
+
+    assert isinstance(prep.encoder_config, RadarEncoderConfig)
+    encoder = RadarEncoder(prep.encoder_config)
+    if isinstance(src, RadarUdpSourceConfig):
+        udp, desc = src, f"udp {src.listen}"
+        return RetryingSource(lambda: radar_udp_source(udp), name=desc), encoder, desc
+    source = radar_file_source(src, labels, on_error)  # type: ignore[arg-type]
+    return source, encoder, ", ".join(str(p) for p in src.paths)
 
 
 def _ecg_source_and_encoder(

@@ -20,6 +20,8 @@ from sensors.dvs.preprocess_config import DvsPreprocessConfig
 from sensors.ecg.file_config import EcgFileSourceConfig as EcgFileSourceConfig
 from sensors.ecg.live_config import EcgSerialSourceConfig as EcgSerialSourceConfig
 from sensors.ecg.live_config import EcgUdpSourceConfig as EcgUdpSourceConfig
+from sensors.radar.file_config import RadarFileSourceConfig as RadarFileSourceConfig
+from sensors.radar.live_config import RadarUdpSourceConfig as RadarUdpSourceConfig
 
 
 class ConfigError(ValueError):
@@ -173,7 +175,9 @@ SourceConfig = Annotated[
     | DvsCameraSourceConfig
     | EcgFileSourceConfig
     | EcgSerialSourceConfig
-    | EcgUdpSourceConfig,
+    | EcgUdpSourceConfig
+    | RadarFileSourceConfig
+    | RadarUdpSourceConfig,
     Field(discriminator="kind"),
 ]
 

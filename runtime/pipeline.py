@@ -32,6 +32,7 @@ from runtime.readout import Decision, Readout
 from runtime.sinks.base import Sink
 from runtime.telemetry import TelemetryRecorder
 from sensors.blocks import EndOfStream, EventBlock, SampleBlock, SpikeBatch, batch_ends
+from sensors.radar.frames import RadarBlock
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +40,14 @@ _MAX_GROUP = 32
 
 
 class Encoder(Protocol):
-    # ``block`` is the source's kind (SampleBlock for audio, EventBlock for event cameras);
+    # ``block`` is the source's kind (SampleBlock for audio and ECG, EventBlock for event cameras,
+    # RadarBlock for radar);
     # build.py pairs each source with its encoder, so the type is checked there.
     def encode(self, block: Any) -> SpikeBatch: ...
     def reset(self) -> None: ...
 
 
-Item = SampleBlock | EventBlock | EndOfStream
+Item = SampleBlock | EventBlock | RadarBlock | EndOfStream
 Computed = tuple[str, ChipResult, int] | EndOfStream | None
 """What the worker hands the readout: (stream, chip result, captured_ns), an end of stream, or the end."""
 
@@ -192,7 +194,7 @@ class Pipeline:
         """Worker thread: encode and run the chip for a group of items, in order."""
         out: list[Computed] = []
         for item in group:
-            if isinstance(item, SampleBlock | EventBlock):
+            if isinstance(item, SampleBlock | EventBlock | RadarBlock):
                 batch = self.encoder.encode(item)
                 if self.batch_us is None:
                     out.append((item.stream, self.chip.run(batch), item.captured_ns))

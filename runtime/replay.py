@@ -25,6 +25,7 @@ from runtime.config import (
     EcgFileSourceConfig,
     MqttConfig,
     PipelineConfig,
+    RadarFileSourceConfig,
     ReadoutConfig,
     SourceConfig,
 )
@@ -71,6 +72,8 @@ class _Tally:
     confusion: Counter[tuple[str, str]] = field(default_factory=Counter)
     events: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
     """Per stream: (decision time µs, label), for scoring against annotations by time."""
+    windows: dict[str, list[tuple[int, int, str]]] = field(default_factory=dict)
+    """Per stream: (window start µs, end µs, label), for scoring radar windows against pseudo-labels."""
 
 
 def _progress(n_done: int, n_files: int, t0: float) -> None:
@@ -84,6 +87,8 @@ def _source_config(opts: ReplayOptions, block_ms: float) -> SourceConfig:
     modality = read_manifest(resolve(opts.model) / "manifest.toml").model.modality
     if modality == "ecg":
         return EcgFileSourceConfig(paths=list(opts.paths), speed=opts.speed, block_ms=block_ms)
+    if modality == "radar":
+        return RadarFileSourceConfig(paths=list(opts.paths), speed=opts.speed)
     if modality == "dvs":
         return DvsFileSourceConfig(
             paths=list(opts.paths),
@@ -123,6 +128,7 @@ async def replay(opts: ReplayOptions) -> dict[str, Any]:
         tally.energy_uj += d.energy_uj
         t_us = d.start_us if mode == "beat" else (d.start_us + d.end_us) // 2
         tally.events.setdefault(d.stream, []).append((t_us, pipeline.info.labels[d.label_index]))
+        tally.windows.setdefault(d.stream, []).append((d.start_us, d.end_us, pipeline.info.labels[d.label_index]))
         if d.truth is not None:
             predicted = pipeline.info.labels[d.label_index]
             tally.scored += 1
@@ -147,6 +153,10 @@ async def replay(opts: ReplayOptions) -> dict[str, Any]:
     summary = _summary(pipeline, source, tally, wall_s, labels is not None, sinks)
     if manifest.model.modality == "ecg":
         summary.update(score_annotated(tally.events, pipeline.info.labels, manifest.training.get("held_out")))
+    if manifest.model.modality == "radar":
+        from runtime.radar_scoring import score_windows
+
+        summary["windows"] = score_windows(tally.windows, labels, pipeline.info.labels, manifest.training)
     return summary
 
 

@@ -52,13 +52,18 @@ def scenario_of(label: str | None, patterns: Mapping[str, str]) -> str | None:
 
 
 def reference_path(recording: Path) -> Path | None:
-    """``../expected_output/<stem>*.h5`` beside a recording's folder, if there is exactly one."""
+    """``../expected_output/<stem>[-<algorithm>].h5`` beside a recording's folder, if there is one.
+
+    ``breathing-sitting`` has ``breathing-sitting-controller.h5`` while
+    ``breathing-sitting-no-presence-controller.h5`` belongs to another recording: the
+    shortest name that starts with the stem and a ``-`` is the recording's own.
+    """
     folder = recording.parent.parent / REFERENCE_DIR
     if not folder.is_dir():
         return None
-    found = sorted(folder.glob(f"{recording.stem}*.h5"))
-    exact = [p for p in found if p.stem == recording.stem or p.stem[len(recording.stem)] == "-"]
-    return exact[0] if len(exact) == 1 else None
+    stem = recording.stem
+    found = [p for p in folder.glob(f"{stem}*.h5") if p.stem == stem or p.stem.startswith(f"{stem}-")]
+    return min(found, key=lambda p: (len(p.stem), p.name)) if found else None
 
 
 def confirmed_frames(path: Path, scenario: str) -> npt.NDArray[np.bool_]:
@@ -90,15 +95,10 @@ def load_reference(recording: Path, label: str | None, patterns: Mapping[str, st
     return Reference(ref, scenario, confirmed_frames(ref, scenario))
 
 
-def window_truth(
-    reference: Reference, frame_t_us: npt.NDArray[np.int64], start_us: int, end_us: int
-) -> str | None:
+def window_truth(reference: Reference, frame_t_us: npt.NDArray[np.int64], start_us: int, end_us: int) -> str | None:
     """The scenario if the reference confirms it in at least half of the window's frames, else None."""
     if len(frame_t_us) != len(reference.confirmed):
-        msg = (
-            f"{reference.path}: {len(reference.confirmed)} reference rows for a recording of "
-            f"{len(frame_t_us)} frames"
-        )
+        msg = f"{reference.path}: {len(reference.confirmed)} reference rows for a recording of {len(frame_t_us)} frames"
         raise InputError(msg)
     inside = (frame_t_us >= start_us) & (frame_t_us < end_us)
     n = int(inside.sum())
