@@ -11,7 +11,20 @@ and counted, so latency stays bounded and drops are never silent.
 
 Stream time counts captured samples, so dropped blocks leave a gap in ``first_sample``
 and ``t0_us`` (the encoder splices over it). Samples PortAudio itself lost (an
-``input_overflow``) cannot be counted and are only flagged in ``overflows``.
+``input_overflow``) cannot be counted: ``overflows`` counts the blocks PortAudio flagged
+(the pipeline reports it as ``device_overflows``).
+
+Capture is 16-bit integer: it is what nearly every capture device delivers natively, so
+ALSA and PortAudio pass the samples through unconverted, and a raw PCM device (ALSA's
+``file`` plugin, used by the end-to-end test) delivers exactly the samples in its file.
+
+Failures are ``DeviceError``s that say what is wrong and what is there instead: a device
+that does not exist lists the input devices; a rate the device refuses lists the standard
+rates it offers. A stream that ends without ``close()`` (device unplugged, driver error)
+raises ``DeviceError`` from the iterator, which ``sensors.retry.RetryingSource`` turns into
+a reopen with backoff. When a device is not found and no stream is open in this process,
+PortAudio re-scans its devices first (it lists them only once, when it starts), so a
+device plugged in after start-up is found on the next reopen.
 """
 
 from __future__ import annotations
@@ -55,6 +68,15 @@ def _import_sounddevice() -> ModuleType:
         raise DeviceError(msg) from exc
 
 
+STANDARD_RATES_HZ = (8000, 11025, 16000, 22050, 32000, 44100, 48000)
+"""Rates probed for ``spikewire devices`` and tried when the model's rate is refused."""
+
+SAMPLE_DTYPE = "int16"
+_INT16_SCALE = np.float32(1.0 / 32768.0)
+
+_open_streams = 0  # streams open in this process: PortAudio may only re-scan when there are none
+
+
 @dataclass(frozen=True, slots=True)
 class InputDevice:
     index: int
@@ -62,11 +84,24 @@ class InputDevice:
     hostapi: str
     max_input_channels: int
     default_rate_hz: float
+    rates_hz: tuple[int, ...] = ()
+    """The standard rates the device accepts for 16-bit capture on one channel."""
 
 
-def list_input_devices() -> list[InputDevice]:
-    """Devices that can capture, for ``spikewire devices``."""
-    sd = _import_sounddevice()
+def _accepts(sd: ModuleType, device: int | str | None, channels: int, rate_hz: float) -> str | None:
+    """None when the device takes this capture setting, else PortAudio's reason."""
+    try:
+        sd.check_input_settings(device=device, channels=channels, dtype=SAMPLE_DTYPE, samplerate=rate_hz)
+    except (ValueError, sd.PortAudioError) as exc:
+        return str(exc)
+    return None
+
+
+def _offered_rates(sd: ModuleType, device: int | str | None, channels: int) -> tuple[int, ...]:
+    return tuple(r for r in STANDARD_RATES_HZ if _accepts(sd, device, channels, r) is None)
+
+
+def _input_devices(sd: ModuleType, *, probe_rates: bool) -> list[InputDevice]:
     try:
         hostapis = [str(api["name"]) for api in sd.query_hostapis()]
         devices = list(sd.query_devices())
@@ -80,10 +115,59 @@ def list_input_devices() -> list[InputDevice]:
             hostapi=hostapis[int(dev["hostapi"])] if int(dev["hostapi"]) < len(hostapis) else "?",
             max_input_channels=int(dev["max_input_channels"]),
             default_rate_hz=float(dev["default_samplerate"]),
+            rates_hz=_offered_rates(sd, int(dev["index"]), 1) if probe_rates else (),
         )
         for dev in devices
         if int(dev["max_input_channels"]) > 0
     ]
+
+
+def list_input_devices(*, probe_rates: bool = True) -> list[InputDevice]:
+    """Devices that can capture, with the standard rates each accepts, for ``spikewire devices``."""
+    return _input_devices(_import_sounddevice(), probe_rates=probe_rates)
+
+
+def _describe(devices: list[InputDevice]) -> str:
+    if not devices:
+        return "no input devices found"
+    return "input devices: " + "; ".join(f"{d.index} {d.name!r} ({d.hostapi})" for d in devices)
+
+
+def _rescan(sd: ModuleType) -> None:
+    """Make PortAudio list the devices again (it does so only when it starts).
+
+    Restarting PortAudio would break streams that are open, so it only happens when this
+    process has none. ``_terminate``/``_initialize`` are sounddevice's documented way to do it.
+    """
+    terminate, initialize = getattr(sd, "_terminate", None), getattr(sd, "_initialize", None)
+    if _open_streams > 0 or terminate is None or initialize is None:
+        return
+    try:
+        terminate()
+        initialize()
+    except Exception as exc:  # a failed re-scan leaves the old list; the lookup then says what is missing
+        log.debug("PortAudio re-scan failed: %s", exc)
+
+
+def find_input_device(sd: ModuleType, device: str | int | None, *, rescan: bool = True) -> dict[str, Any]:
+    """PortAudio's info for an input device: an exact name first, then sounddevice's own matching.
+
+    A ``DeviceError`` names the device and lists the input devices there are.
+    """
+    query: str | int | None = device
+    if isinstance(device, str):
+        exact = [d for d in _input_devices(sd, probe_rates=False) if d.name == device]
+        if len(exact) == 1:
+            query = exact[0].index  # "hw" would otherwise also match "hw:1,0" and be ambiguous
+    try:
+        return dict(sd.query_devices(query, "input"))
+    except (ValueError, sd.PortAudioError) as exc:
+        if rescan and _open_streams == 0 and hasattr(sd, "_terminate"):
+            _rescan(sd)
+            return find_input_device(sd, device, rescan=False)
+        shown = "the default input device" if device is None else f"input device {device!r}"
+        msg = f"no {shown} ({exc}); {_describe(_input_devices(sd, probe_rates=False))}"
+        raise DeviceError(msg) from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,11 +192,13 @@ class CaptureCallback:
         self.overflows = 0
         self.blocks = 0
 
-    def __call__(self, indata: npt.NDArray[np.float32], frames: int, time_info: Any, status: Any) -> None:
+    def __call__(self, indata: npt.NDArray[np.int16], frames: int, time_info: Any, status: Any) -> None:
         captured_ns = time.monotonic_ns()
         if getattr(status, "input_overflow", False):
             self.overflows += 1  # only this thread writes it; readers tolerate a stale value
-        item = Captured(np.array(indata[:frames, self._channel], dtype=np.float32), captured_ns, self._next_sample)
+        # The multiply makes a new array: PortAudio reuses its buffer for the next block.
+        samples = indata[:frames, self._channel].astype(np.float32) * _INT16_SCALE
+        item = Captured(samples, captured_ns, self._next_sample)
         self._next_sample += frames
         self.blocks += 1
         # A closed loop means shutdown: the block has nowhere to go.
@@ -177,21 +263,19 @@ class MicrophoneSource:
 
     async def start(self) -> None:
         """Open the device and start capturing; a ``DeviceError`` says what is wrong."""
+        global _open_streams
         if self._stream is not None or self._done:
             return
         sd = _import_sounddevice()
         channels = self.channel + 1
-        try:
-            info = sd.query_devices(self.device, "input")
-        except (ValueError, sd.PortAudioError) as exc:
-            msg = f"{self.stream_name}: no such input device ({exc}); see `spikewire devices`"
-            raise DeviceError(msg) from exc
+        info = find_input_device(sd, self.device)
+        index = int(info["index"]) if "index" in info else self.device
         self.stream_name = f"mic:{info['name']}"
         if int(info["max_input_channels"]) < channels:
             n_in = info["max_input_channels"]
             msg = f"{self.stream_name}: channel {self.channel} requested, device has {n_in} input channel(s)"
             raise DeviceError(msg)
-        rate = self._negotiate_rate(sd, channels, float(info["default_samplerate"]))
+        rate = self._negotiate_rate(sd, index, channels, float(info["default_samplerate"]))
         self.capture_rate_hz = rate
         if rate != self.rate_hz:
             self._resampler = StreamingResampler(rate, self.rate_hz, 1)
@@ -202,58 +286,68 @@ class MicrophoneSource:
             self._stream = sd.InputStream(
                 samplerate=rate,
                 blocksize=max(1, round(rate * self.block_ms / 1000.0)),
-                device=self.device,
+                device=index,
                 channels=channels,
-                dtype="float32",
+                dtype=SAMPLE_DTYPE,
                 callback=self._callback,
                 finished_callback=lambda: _call_soon(loop, self._queue.close),
             )
+            _open_streams += 1
             self._stream.start()
         except sd.PortAudioError as exc:
+            self._close_stream()
             msg = f"{self.stream_name}: cannot start capture at {rate:g} Hz: {exc}"
             raise DeviceError(msg) from exc
 
-    def _negotiate_rate(self, sd: ModuleType, channels: int, default_rate: float) -> float:
-        def accepts(rate: float) -> str | None:
-            try:
-                sd.check_input_settings(device=self.device, channels=channels, dtype="float32", samplerate=rate)
-            except (ValueError, sd.PortAudioError) as exc:
-                return str(exc)
-            return None
-
+    def _negotiate_rate(self, sd: ModuleType, device: int | str | None, channels: int, default_rate: float) -> float:
+        """The asked capture rate, else the model's, else the default, else another rate the device offers."""
         if self.capture_rate_hz is not None:
-            problem = accepts(self.capture_rate_hz)
+            problem = _accepts(sd, device, channels, self.capture_rate_hz)
             if problem is not None:
-                msg = f"{self.stream_name}: refuses capture at {self.capture_rate_hz:g} Hz: {problem}"
-                raise DeviceError(msg)
-            rate = float(self.capture_rate_hz)
-        elif accepts(self.rate_hz) is None:
-            rate = self.rate_hz
-        else:
-            problem = accepts(default_rate)
-            if problem is not None:
+                offered = _offered_rates(sd, device, channels)
                 msg = (
-                    f"{self.stream_name}: refuses both {self.rate_hz:g} Hz and its default "
-                    f"{default_rate:g} Hz: {problem}"
+                    f"{self.stream_name}: refuses capture at {self.capture_rate_hz:g} Hz ({problem}); "
+                    f"it offers {_rates_text(offered)}"
                 )
                 raise DeviceError(msg)
+            rate = float(self.capture_rate_hz)
+        elif _accepts(sd, device, channels, self.rate_hz) is None:
+            rate = self.rate_hz
+        elif _accepts(sd, device, channels, default_rate) is None:
             rate = default_rate
+        else:
+            offered = _offered_rates(sd, device, channels)
+            if not offered:
+                msg = (
+                    f"{self.stream_name}: refuses {self.rate_hz:g} Hz, its default {default_rate:g} Hz "
+                    f"and every standard rate ({_rates_text(STANDARD_RATES_HZ)})"
+                )
+                raise DeviceError(msg)
+            # The lowest rate at or above the model's keeps the band the model needs at the least cost.
+            above = [r for r in offered if r >= self.rate_hz]
+            rate = float(above[0] if above else offered[-1])
         if rate == self.rate_hz:
             log.info("%s: capturing at %g Hz", self.stream_name, rate)
         else:
             log.info("%s: capturing at %g Hz, resampled to %g Hz", self.stream_name, rate, self.rate_hz)
         return rate
 
+    def _close_stream(self) -> None:
+        global _open_streams
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return
+        _open_streams -= 1
+        try:
+            stream.stop()
+            stream.close()
+        except Exception as exc:  # the device may already be gone; closing must not fail
+            log.warning("%s: error while closing: %s", self.stream_name, exc)
+
     def close(self) -> None:
         """Stop capturing; the iterator drains the queue and ends with an EndOfStream."""
-        stream, self._stream = self._stream, None
         self._done = True
-        if stream is not None:
-            try:
-                stream.stop()
-                stream.close()
-            except Exception as exc:  # the device may already be gone; closing must not fail
-                log.warning("%s: error while closing: %s", self.stream_name, exc)
+        self._close_stream()
         self._queue.close()
 
     async def __aenter__(self) -> MicrophoneSource:
@@ -274,6 +368,13 @@ class MicrophoneSource:
         while True:
             item = await self._queue.get()
             if item is None:
+                if not self._done:
+                    # PortAudio ended the stream by itself: the device failed or was unplugged.
+                    # An error, not an end, so that RetryingSource reopens it.
+                    self._done = True
+                    self._close_stream()
+                    msg = f"{self.stream_name}: the device stopped delivering audio (unplugged or failed)"
+                    raise DeviceError(msg)
                 return self._finish()
             block = self._convert(item)
             if block is not None:
@@ -309,11 +410,13 @@ class MicrophoneSource:
                 return tail
         if self._eos_sent:
             raise StopAsyncIteration
-        if not self._done:
-            log.warning("%s: the device stopped delivering audio", self.stream_name)
         self._eos_sent = True
         self._done = True
         return EndOfStream(self.stream_name, sample_time_us(self._out_pos, self.rate_hz), time.monotonic_ns())
+
+
+def _rates_text(rates: tuple[int, ...]) -> str:
+    return ", ".join(f"{r} Hz" for r in rates) if rates else "none of the standard rates"
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, fn: Any) -> None:

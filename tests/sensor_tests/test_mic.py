@@ -38,8 +38,9 @@ class _Status:
         self.input_overflow = input_overflow
 
 
-def _frames(n: int, value: float, channels: int = 1) -> npt.NDArray[np.float32]:
-    return np.full((n, channels), value, dtype=np.float32)
+def _frames(n: int, value: int, channels: int = 1) -> npt.NDArray[np.int16]:
+    """What PortAudio hands the callback: 16-bit samples, (frames, channels)."""
+    return np.full((n, channels), value, dtype=np.int16)
 
 
 async def _settle() -> None:
@@ -48,16 +49,26 @@ async def _settle() -> None:
         await asyncio.sleep(0)
 
 
+async def _turns_until(predicate: Callable[[], bool], turns: int = 100) -> None:
+    """Let the loop run until ``predicate`` holds (the fake device never sleeps: no wall-clock wait)."""
+    for _ in range(turns):
+        if predicate():
+            return
+        await asyncio.sleep(0)
+    msg = f"not reached after {turns} loop turns"
+    raise AssertionError(msg)
+
+
 async def test_full_queue_drops_the_oldest_and_counts_it() -> None:
     queue = CaptureQueue(3)
     callback = CaptureCallback(asyncio.get_running_loop(), queue, channel=0)
     for i in range(5):
-        callback(_frames(160, float(i)), 160, None, _Status(input_overflow=i == 1))
+        callback(_frames(160, i), 160, None, _Status(input_overflow=i == 1))
     await _settle()
     assert queue.dropped_blocks == 2
     assert callback.overflows == 1
     kept = [await queue.get() for _ in range(3)]
-    assert [item.data[0] for item in kept if item is not None] == [2.0, 3.0, 4.0]
+    assert [item.data[0] * 32768 for item in kept if item is not None] == [2.0, 3.0, 4.0]
     assert [item.first_sample for item in kept if item is not None] == [320, 480, 640]
     assert len(queue) == 0
 
@@ -65,13 +76,14 @@ async def test_full_queue_drops_the_oldest_and_counts_it() -> None:
 async def test_callback_copies_the_driver_buffer_and_picks_its_channel() -> None:
     queue = CaptureQueue(4)
     callback = CaptureCallback(asyncio.get_running_loop(), queue, channel=1)
-    buffer = np.stack([np.zeros(64, np.float32), np.arange(64, dtype=np.float32)], axis=1)
+    buffer = np.stack([np.zeros(64, np.int16), np.arange(64, dtype=np.int16) * 512], axis=1)
     callback(buffer, 64, None, _Status())
-    buffer[:] = -1.0  # PortAudio reuses its buffer for the next block
+    buffer[:] = -1  # PortAudio reuses its buffer for the next block
     await _settle()
     item = await queue.get()
     assert item is not None
-    np.testing.assert_array_equal(item.data, np.arange(64, dtype=np.float32))
+    assert item.data.dtype == np.float32
+    np.testing.assert_array_equal(item.data, np.arange(64, dtype=np.float32) / 64)
     assert item.captured_ns > 0
 
 
@@ -81,7 +93,7 @@ async def test_callback_from_the_driver_thread_reaches_the_loop() -> None:
 
     def driver() -> None:
         for i in range(20):
-            callback(_frames(80, float(i)), 80, None, _Status())
+            callback(_frames(80, i), 80, None, _Status())
 
     thread = threading.Thread(target=driver)
     thread.start()
@@ -192,7 +204,7 @@ async def test_capture_at_the_model_rate(fake_sd: Callable[..., _FakeSoundDevice
     assert stream.started
     assert (stream.kwargs["samplerate"], stream.kwargs["blocksize"], stream.kwargs["channels"]) == (8000.0, 160, 1)
     for i in range(3):
-        stream.callback(_frames(160, 0.1 * i), 160, None, _Status())
+        stream.callback(_frames(160, 100 * i), 160, None, _Status())
     await _settle()
     blocks = [await anext(source) for _ in range(3)]
     assert all(isinstance(b, SampleBlock) for b in blocks)
@@ -219,7 +231,7 @@ async def test_refused_model_rate_falls_back_to_the_default_and_resamples(
         stream = fake.streams[0]
         assert stream.kwargs["blocksize"] == 960
         t = np.arange(960 * 10) / 48000
-        tone = (0.5 * np.sin(2 * np.pi * 500 * t)).astype(np.float32)[:, None]
+        tone = np.round(16384 * np.sin(2 * np.pi * 500 * t)).astype(np.int16)[:, None]
         for i in range(10):
             stream.callback(np.repeat(tone[960 * i : 960 * (i + 1)], 2, axis=1), 960, None, _Status())
         await _settle()
@@ -238,11 +250,11 @@ async def test_dropped_blocks_leave_a_gap_in_stream_time(fake_sd: Callable[..., 
     source = MicrophoneSource(rate_hz=8000, block_ms=10, queue_blocks=2)
     await source.start()
     stream = fake.streams[0]
-    stream.callback(_frames(80, 0.0), 80, None, _Status())
+    stream.callback(_frames(80, 0), 80, None, _Status())
     await _settle()
     first = await anext(source)
     for i in range(1, 6):  # the pipeline stalls: 5 blocks arrive, 2 fit
-        stream.callback(_frames(80, float(i)), 80, None, _Status(input_overflow=i == 5))
+        stream.callback(_frames(80, i), 80, None, _Status(input_overflow=i == 5))
     await _settle()
     later = [await anext(source) for _ in range(2)]
     assert source.dropped_blocks == 3
@@ -259,16 +271,84 @@ async def test_device_errors(fake_sd: Callable[..., _FakeSoundDevice]) -> None:
         await MicrophoneSource(rate_hz=8000, capture_rate_hz=44100).start()
     with pytest.raises(DeviceError, match="channel 1 requested, device has 1"):
         await MicrophoneSource(rate_hz=8000, channel=1).start()
-    with pytest.raises(DeviceError, match="no such input device"):
+    with pytest.raises(DeviceError, match=r"no input device 'USB Headset' .*; input devices: 0 'Fake Mic' \(ALSA\)"):
         await MicrophoneSource(device="USB Headset", rate_hz=8000).start()
+    with pytest.raises(DeviceError, match=r"no input device 7 .*input devices: 0 'Fake Mic'"):
+        await MicrophoneSource(device=7, rate_hz=8000).start()
     fake_sd(set())
-    with pytest.raises(DeviceError, match="refuses both 8000 Hz and its default 48000 Hz"):
+    with pytest.raises(DeviceError, match="refuses 8000 Hz, its default 48000 Hz and every standard rate"):
         await MicrophoneSource(rate_hz=8000).start()
+
+
+async def test_refused_model_and_default_rates_pick_another_offered_rate(
+    fake_sd: Callable[..., _FakeSoundDevice],
+) -> None:
+    fake = fake_sd({11025.0, 22050.0, 44100.0}, default_rate_hz=48000.0)
+    async with MicrophoneSource(rate_hz=16000, block_ms=20) as source:
+        # The lowest offered rate at or above the model's, resampled down.
+        assert source.capture_rate_hz == 22050.0
+        assert fake.streams[0].kwargs["samplerate"] == 22050.0
+        assert fake.streams[0].kwargs["dtype"] == "int16"
+    with pytest.raises(DeviceError, match=r"refuses capture at 16000 Hz .*it offers 11025 Hz, 22050 Hz, 44100 Hz"):
+        await MicrophoneSource(rate_hz=16000, capture_rate_hz=16000).start()
+
+
+async def test_a_stream_that_ends_by_itself_is_a_device_error(fake_sd: Callable[..., _FakeSoundDevice]) -> None:
+    """PortAudio finishing the stream without close() (unplugged): an error, so the retry layer reopens it."""
+    fake = fake_sd({8000.0})
+    source = MicrophoneSource(rate_hz=8000, block_ms=10)
+    await source.start()
+    stream = fake.streams[0]
+    stream.callback(_frames(80, 5), 80, None, _Status())
+    stream.kwargs["finished_callback"]()  # what PortAudio calls when its stream thread ends
+    await _settle()
+    assert isinstance(await anext(source), SampleBlock)  # what was captured is still delivered
+    with pytest.raises(DeviceError, match="stopped delivering audio"):
+        await anext(source)
+    assert stream.stopped
+    assert mic._open_streams == 0
+
+
+async def test_retrying_source_reopens_a_failed_microphone(fake_sd: Callable[..., _FakeSoundDevice]) -> None:
+    from sensors.retry import RetryingSource
+
+    fake = fake_sd({8000.0})
+    waits: list[float] = []
+
+    async def no_wait(s: float) -> None:
+        waits.append(s)
+
+    missing = iter([True, False, False])
+    sources: list[MicrophoneSource] = []
+
+    def make() -> MicrophoneSource:
+        src = MicrophoneSource(device="USB Headset" if next(missing) else 0, rate_hz=8000, block_ms=10)
+        sources.append(src)
+        return src
+
+    retrying = RetryingSource(make, name="mic", min_s=0.25, sleep=no_wait)
+    items = aiter(retrying)
+    task = asyncio.ensure_future(anext(items))
+    await _turns_until(lambda: bool(fake.streams))  # the first open fails (no such device), the second opens
+    fake.streams[0].callback(_frames(80, 1), 80, None, _Status(input_overflow=True))
+    first = await task
+    assert isinstance(first, SampleBlock)
+    fake.streams[0].kwargs["finished_callback"]()  # unplugged
+    end = await anext(items)
+    assert isinstance(end, EndOfStream) and end.meta == {"end": "device error"}
+    task = asyncio.ensure_future(anext(items))
+    await _turns_until(lambda: len(fake.streams) == 2)
+    fake.streams[1].callback(_frames(80, 2), 80, None, _Status())
+    assert isinstance(await task, SampleBlock)
+    assert waits == [0.25, 0.25]  # the wait returned to min_s once the device delivered
+    assert retrying.drops()["device_reopens"] == 2
+    assert retrying.overflows == 1  # counted over every source opened
+    await retrying.close()
 
 
 def test_list_input_devices(fake_sd: Callable[..., _FakeSoundDevice]) -> None:
     fake_sd({8000.0})
-    assert list_input_devices() == [InputDevice(0, "Fake Mic", "ALSA", 2, 48000.0)]
+    assert list_input_devices() == [InputDevice(0, "Fake Mic", "ALSA", 2, 48000.0, (8000,))]
 
 
 class _NoPortAudio(importlib.abc.MetaPathFinder):
