@@ -107,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["auto", "evt2", "evt3", "dat", "nmnist_bin", "aedat2", "aedat31", "aedat4", "npy"],
         help="event file format (default: detected from the header)",
     )
+    rp.add_argument(
+        "--chirp",
+        default=None,
+        metavar="PRESET|CFG",
+        help="TI mmWave radar captures: chirp parameters, a preset ('openradar') or a mmWave SDK .cfg file",
+    )
     rp.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
     md = sub.add_parser("models", help="list, show or check model bundles")
@@ -159,9 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--timeout", type=float, default=None, help="exit after this many seconds")
 
     sd = sub.add_parser(
-        "send", help="send a recording as UDP datagrams to a daemon's dvs_udp (event files) or ecg_udp source"
+        "send",
+        help="send a recording as UDP datagrams to a daemon's dvs_udp (event files), ecg_udp or radar_udp source",
     )
-    sd.add_argument("path", type=Path, help="event file (any supported format), WFDB record or CSV of ECG samples")
+    sd.add_argument(
+        "path", type=Path, help="event file (any supported format), WFDB record or CSV of ECG samples, radar recording"
+    )
     sd.add_argument("to", help="host:port of the receiving source")
     sd.add_argument("--speed", type=_speed, default=1.0, help="'max' (unpaced) or a factor of real time")
     sd.add_argument("--loop", action="store_true", help="send the file again and again")
@@ -169,6 +178,17 @@ def build_parser() -> argparse.ArgumentParser:
     sd.add_argument("--lead", default=None, help="ECG: lead name or index to send (default: all)")
     sd.add_argument("--rate", type=float, default=None, help="ECG: sample rate of a CSV without a time column")
     sd.add_argument("--duration", type=float, default=None, metavar="S", help="ECG: send only the first S seconds")
+    sd.add_argument(
+        "--kind",
+        choices=("auto", "events", "ecg", "radar"),
+        default="auto",
+        help="what the file holds; auto: WFDB/CSV is ECG, .h5/.hdf5/.txt, a folder, or a .npy of plain (not "
+        "structured) numbers is radar, anything else (a .bin too: N-MNIST) events",
+    )
+    sd.add_argument("--chirp", default=None, help="radar: TI chirp config, a preset ('openradar') or a .cfg file")
+    sd.add_argument(
+        "--datagram-bytes", type=int, default=1472, help="radar: largest datagram; bigger frames are fragmented"
+    )
 
     sub.add_parser("schema", help="print the JSON Schemas of the MQTT payloads")
     return ap
@@ -249,6 +269,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         preprocess=_read_preprocess(args.preprocess) if args.preprocess else None,
         sensor_size=args.sensor_size,
         event_format=args.format,
+        chirp=args.chirp,
         device=args.device,
         progress=sys.stderr.isatty(),
     )
@@ -392,7 +413,11 @@ def _cmd_devices(args: argparse.Namespace) -> int:
         if not devices:
             print("no input devices")
         for d in devices:
-            print(f"{d.index:3}  {d.name}  ({d.hostapi}, {d.max_input_channels} ch, {d.default_rate_hz:.0f} Hz)")
+            rates = ", ".join(str(r) for r in d.rates_hz) or "none of the standard rates"
+            print(
+                f"{d.index:3}  {d.name}  ({d.hostapi}, {d.max_input_channels} ch, "
+                f"default {d.default_rate_hz:.0f} Hz; accepts {rates})"
+            )
     return EXIT_OK
 
 
@@ -445,6 +470,28 @@ def _is_ecg(path: Path) -> bool:
     return path.suffix == ".csv" or path.with_suffix(".hea").is_file()
 
 
+def _send_kind(path: Path, kind: str) -> str:
+    """``--kind auto``: ECG by ``_is_ecg``; radar for HDF5, TI text, folders and ``.npy`` arrays of plain
+    numbers (a DVS ``.npy`` is a structured array of events); events otherwise (a ``.bin`` stays N-MNIST:
+    a DCA1000 capture needs ``--kind radar``)."""
+    if kind != "auto":
+        return kind
+    if _is_ecg(path):
+        return "ecg"
+    suffix = path.suffix.lower()
+    if path.is_dir() or suffix in (".h5", ".hdf5", ".txt"):
+        return "radar"
+    if suffix == ".npy" and path.is_file():
+        import numpy as np
+
+        try:
+            arr = np.load(path, mmap_mode="r")
+        except (OSError, ValueError):
+            return "events"  # let the event reader say what is wrong with it
+        return "events" if arr.dtype.names else "radar"
+    return "events"
+
+
 def _cmd_send(args: argparse.Namespace) -> int:
     from runtime.config import ConfigError
     from sensors.address import parse_host_port
@@ -455,7 +502,17 @@ def _cmd_send(args: argparse.Namespace) -> int:
         msg = f"send: destination {exc}"
         raise ConfigError(msg) from exc
     speed = None if args.speed == "max" else float(args.speed)
-    if _is_ecg(args.path):
+    kind = _send_kind(args.path, args.kind)
+    if kind == "radar":
+        from sensors.radar.udp import send_recordings
+
+        sent = asyncio.run(
+            send_recordings(
+                [args.path], host, port, speed=speed, loop=args.loop, max_datagram_bytes=args.datagram_bytes,
+                chirp=args.chirp,
+            )
+        )  # fmt: skip
+    elif kind == "ecg":
         from sensors.ecg.udp import send_record
 
         lead = int(args.lead) if args.lead is not None and args.lead.isdigit() else args.lead

@@ -71,8 +71,10 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -100,6 +102,7 @@ __all__ = [
     "SampleType",
     "pack_frame",
     "send_radar",
+    "send_recordings",
     "unpack_fragment",
 ]
 
@@ -406,3 +409,38 @@ async def send_radar(
         with contextlib.suppress(Exception):
             transport.close()
     return seq - first_seq
+
+
+async def send_recordings(
+    paths: Sequence[Path],
+    host: str,
+    port: int,
+    *,
+    speed: float | None = 1.0,
+    loop: bool = False,
+    max_datagram_bytes: int = DEFAULT_DATAGRAM_BYTES,
+    chirp: str | Path | None = None,
+    frames_per_read: int = 32,
+) -> int:
+    """Stream radar recordings (files or folders of them) with ``send_radar``, one stream per file.
+
+    Each file starts a new stream (the receiver ends the previous one); ``loop`` sends them all
+    again and again. ``chirp`` is the TI chirp config (a preset such as ``"openradar"`` or a
+    ``.cfg`` path). Returns the number of datagrams sent.
+    """
+    from sensors.radar.reader import expand_radar_paths, open_radar
+
+    files = expand_radar_paths(paths)
+    sent = 0
+    while True:
+        for path in files:
+            reader = open_radar(path, chirp=chirp)
+            try:
+                chunks = iter(partial(reader.read, frames_per_read), None)
+                sent += await send_radar(
+                    chunks, host, port, speed=speed, max_datagram_bytes=max_datagram_bytes, first_seq=sent
+                )
+            finally:
+                reader.close()
+        if not loop:
+            return sent
