@@ -61,7 +61,9 @@ fragments arrived are ``lost_frames``. Frame times are rebased so a stream's fir
 0. A sender restart (flag, or seq / frame_index / t_us going back), a frame-time jump beyond
 ``max_gap_ms``, silence beyond ``max_gap_ms`` or ``close()`` ends the stream (``EndOfStream``).
 Blocks hold up to ``frames_per_block`` consecutive frames of one geometry; a geometry change
-or a skipped frame starts a new block.
+or a skipped frame starts a new block. A block covers ``[first frame's time, last frame's time
++ 1 µs)`` (the next frame's time is not known yet); an ``EndOfStream`` is one nominal frame
+period after the stream's last frame, as in a file replay.
 """
 
 from __future__ import annotations
@@ -338,7 +340,9 @@ class RadarUdpSource:
             return
         self._flush()
         cur, self._cur = self._cur, None
-        t_end_us = cur.last_t_us - cur.t0_us + 1
+        # Nothing follows: the last frame lasts its nominal period, as in a file replay.
+        period_us = max(1, round(1e6 / cur.geometry.frame_rate_hz)) if cur.geometry is not None else 1
+        t_end_us = cur.last_t_us - cur.t0_us + period_us
         self._blocks.put(EndOfStream(self.stream, t_end_us, time.monotonic_ns(), meta={"end": reason}))
 
 
