@@ -504,7 +504,11 @@ def _cmd_send(args: argparse.Namespace) -> int:
     speed = None if args.speed == "max" else float(args.speed)
     kind = _send_kind(args.path, args.kind)
     if kind == "radar":
-        from sensors.radar.udp import send_recordings
+        from sensors.radar.udp import SWRD, send_recordings
+
+        if not SWRD.size + 8 <= args.datagram_bytes <= 65_507:
+            msg = f"send: --datagram-bytes must be in {SWRD.size + 8}..65507, got {args.datagram_bytes}"
+            raise ConfigError(msg)
 
         sent = asyncio.run(
             send_recordings(
