@@ -56,6 +56,8 @@ class ReplayOptions:
     """Event files: the DVS front end's settings (default: the model's)."""
     sensor_size: tuple[int, int] | None = None
     event_format: str = "auto"
+    chirp: str | None = None
+    """TI mmWave captures: a chirp preset name or a mmWave SDK ``.cfg`` path."""
     device: str = "replay"
     progress: bool = False
     sinks: list[Sink] = field(default_factory=list)
@@ -88,7 +90,8 @@ def _source_config(opts: ReplayOptions, block_ms: float) -> SourceConfig:
     if modality == "ecg":
         return EcgFileSourceConfig(paths=list(opts.paths), speed=opts.speed, block_ms=block_ms)
     if modality == "radar":
-        return RadarFileSourceConfig(paths=list(opts.paths), speed=opts.speed)
+        chirp = None if opts.chirp is None else "openradar" if opts.chirp == "openradar" else Path(opts.chirp)
+        return RadarFileSourceConfig(paths=list(opts.paths), speed=opts.speed, chirp=chirp)
     if modality == "dvs":
         return DvsFileSourceConfig(
             paths=list(opts.paths),

@@ -32,24 +32,29 @@ def point_ranges_m(geometry: RadarGeometry) -> npt.NDArray[np.float64]:
 
 
 def cell_weights(ranges_m: npt.NDArray[np.float64], cells_m: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """(n_cells, n_points) linear interpolation in log range; cells outside the points' span get no weight.
+    """(n_cells, n_points) weights: a cell averages the points in its log-range bin.
 
-    The span reaches half a point spacing beyond the outer points (a point stands for its
-    neighbourhood); a single point covers +-10 % of its range.
+    Bin edges lie halfway (in log range) between cell centres. A cell whose bin holds no point
+    but lies within the points' span interpolates linearly (in log range) between its nearest
+    points; the span reaches half a point spacing beyond the outer points (a single point:
+    +-10 %). Cells outside it get no weight and stay silent.
     """
     n_pt = len(ranges_m)
     w = np.zeros((len(cells_m), n_pt))
-    order = np.argsort(ranges_m)
-    r = np.log(np.maximum(ranges_m[order], 1e-3))
+    r_all = np.log(np.maximum(ranges_m, 1e-3))
     c = np.log(cells_m)
+    step = float(np.median(np.diff(c))) if len(c) > 1 else math.log(2.0)
+    edges = np.concatenate([[c[0] - step / 2], (c[:-1] + c[1:]) / 2, [c[-1] + step / 2]])
+    order = np.argsort(r_all)
+    r = r_all[order]
     half = 0.5 * float(np.median(np.diff(r))) if n_pt > 1 else math.log(1.1)
-    inside = (c >= r[0] - half) & (c <= r[-1] + half)
-    if n_pt == 1:
-        w[inside, order[0]] = 1.0
-        return w
     eye = np.eye(n_pt)
-    for j in np.flatnonzero(inside):
-        w[j, order] = [np.interp(c[j], r, eye[k]) for k in range(n_pt)]
+    for j in range(len(c)):
+        in_bin = np.flatnonzero((r_all >= edges[j]) & (r_all < edges[j + 1]))
+        if in_bin.size:
+            w[j, in_bin] = 1.0 / in_bin.size
+        elif r[0] - half <= c[j] <= r[-1] + half:
+            w[j, order] = [np.interp(c[j], r, eye[k]) for k in range(n_pt)] if n_pt > 1 else 1.0
     return w
 
 
@@ -148,7 +153,11 @@ class RadarEncoder:
         w = self._weights.T
         mot_db = 10.0 * np.log10(np.maximum((motion @ w) / ref, floor))
         dop_db = 10.0 * np.log10(np.maximum((doppler @ w) / ref, floor))
-        cum = self._cum_mm + np.cumsum(disp @ w, axis=0)
+        # A cell's displacement is its points' weighted by how much each moved: the static
+        # points of a cell must not dilute the one reflector that moves.
+        moved = motion * w.T.any(axis=0)
+        disp_cell = ((disp * moved) @ w) / np.maximum(moved @ w, 1e-300)
+        cum = self._cum_mm + np.cumsum(disp_cell * (w.sum(axis=0) > 0), axis=0)
         self._cum_mm = cum[-1].copy()
         # Cells the points do not reach stay at the floor: they never spike.
         mot_db[:, ~self._covered] = self.cfg.floor_db

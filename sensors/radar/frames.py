@@ -45,6 +45,8 @@ class RadarGeometry:
     """``domain="fmcw_adc"``: c / (2 x swept bandwidth); range bin ``k`` is at ``k`` x this."""
     is_complex: bool = True
     """False for sensors that give real amplitudes (Acconeer A111 sparse)."""
+    carrier_hz: float | None = None
+    """Centre frequency of the radar (for the wavelength of phase measurements); None: the encoder's default."""
     sensor: str = ""
     """Free text naming the sensor and mode (``"acconeer-a121"``, ``"ti-mmwave"``), for errors and telemetry."""
 
@@ -97,7 +99,9 @@ class RadarBlock:
     def __post_init__(self) -> None:
         shape = self.frames.shape
         if self.frames.ndim != 4 or shape[1:] != self.geometry.frame_shape:
-            msg = f"{self.stream}: radar frames {shape} do not match the geometry (frames, *{self.geometry.frame_shape})"
+            msg = (
+                f"{self.stream}: radar frames {shape} do not match the geometry (frames, *{self.geometry.frame_shape})"
+            )
             raise ValueError(msg)
         if self.t_us.shape != (shape[0],):
             msg = f"{self.stream}: {self.t_us.shape[0]} frame times for {shape[0]} frames"

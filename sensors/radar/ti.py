@@ -267,6 +267,9 @@ def ti_geometry(cfg: ChirpConfig, n_chirps: int, n_channels: int) -> RadarGeomet
         cfg.frame_rate_hz,
         cfg.chirp_rate_hz,
         range_resolution_m=cfg.range_resolution_m,
+        # The sampled part of the ramp is centred near start + half the swept bandwidth.
+        carrier_hz=cfg.start_freq_ghz * 1e9
+        + 0.5 * cfg.slope_mhz_per_us * 1e12 * cfg.n_samples / (cfg.adc_rate_ksps * 1e3),
         sensor="ti-mmwave",
     )
 
