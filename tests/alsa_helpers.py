@@ -119,12 +119,20 @@ class FifoFeeder:
     def close(self) -> None:
         """Stop writing and close: a reader still blocked on the FIFO gets end-of-file."""
         self._stop.set()
+        if self._thread is not None and self.fd >= 0:
+            # The writer may be blocked on a full FIFO nobody reads any more: drain it.
+            drain = os.open(self.fifo, os.O_RDONLY | os.O_NONBLOCK)
+            try:
+                while self._thread.is_alive():
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(drain, 1 << 16)
+                    self._thread.join(timeout=0.01)
+            finally:
+                os.close(drain)
         if self.fd >= 0:
             with contextlib.suppress(OSError):
                 os.close(self.fd)
             self.fd = -1
-        if self._thread is not None:
-            self._thread.join(timeout=5)
 
 
 @contextlib.contextmanager

@@ -1,7 +1,7 @@
 """The microphone through the real device stack: sounddevice, PortAudio, ALSA, a capture device.
 
 The device is ALSA's ``file`` plugin reading the project's demo recording from a FIFO (see
-``alsa_util`` for why a FIFO, and what alsa-lib does at the end of a plain file). Runs on a
+``tests/alsa_helpers.py`` for why a FIFO, and what alsa-lib does at the end of a plain file). Runs on a
 machine with no sound card: everything it needs is in libasound2 and libportaudio2.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO
 
 import pytest
-from alsa_util import DEVICE, alsa_env, feeding, s16_recording, write_alsa_config
+from alsa_helpers import DEVICE, alsa_env, feeding, s16_recording, write_alsa_config
 from e2e_util import SPIKEWIRE, run_cli
 from mqtt_helpers import Broker, Collector, wait_until
 
