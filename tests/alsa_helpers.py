@@ -23,6 +23,7 @@ plugin package needed):
 from __future__ import annotations
 
 import contextlib
+import ctypes.util
 import os
 import threading
 import time
@@ -31,10 +32,24 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import pytest
 import soundfile as sf
 
 DEVICE = "spikewire_mic"
 SYSTEM_ALSA_CONF = Path("/usr/share/alsa/alsa.conf")
+
+
+def require_alsa() -> None:
+    """Skip without ALSA's configuration (libasound2-data) or PortAudio; fail instead on CI, which has them."""
+    missing = ""
+    if not SYSTEM_ALSA_CONF.is_file():
+        missing = f"{SYSTEM_ALSA_CONF} not found (apt-get install libasound2)"
+    elif ctypes.util.find_library("portaudio") is None:
+        missing = "PortAudio not found (apt-get install libportaudio2)"
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(missing)
+        pytest.skip(missing)
 
 
 def write_alsa_config(folder: Path, infile: Path, device: str = DEVICE) -> Path:

@@ -17,16 +17,18 @@ from pathlib import Path
 from typing import IO
 
 import pytest
-from alsa_helpers import DEVICE, alsa_env, feeding, s16_recording, write_alsa_config
+from alsa_helpers import DEVICE, alsa_env, feeding, require_alsa, s16_recording, write_alsa_config
 from e2e_util import SPIKEWIRE, run_cli
 from mqtt_helpers import Broker, Collector, wait_until
 
 from runtime.contract import Classification, Telemetry
 from runtime.daemon import demo_recording
 
-pytestmark = [
-    pytest.mark.skipif(not Path("/usr/share/alsa/alsa.conf").is_file(), reason="needs ALSA (libasound2)"),
-]
+
+@pytest.fixture(autouse=True)
+def _alsa() -> None:
+    require_alsa()
+
 
 STANDARD_RATES = [8000, 11025, 16000, 22050, 32000, 44100, 48000]
 

@@ -17,11 +17,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pytest
-from alsa_helpers import DEVICE, alsa_env, feeding, s16_recording, write_alsa_config
+from alsa_helpers import DEVICE, alsa_env, feeding, require_alsa, s16_recording, write_alsa_config
 
 from runtime.daemon import demo_recording
 
-pytestmark = pytest.mark.skipif(not Path("/usr/share/alsa/alsa.conf").is_file(), reason="needs ALSA (libasound2)")
+
+@pytest.fixture(autouse=True)
+def _alsa() -> None:
+    require_alsa()
+
 
 REPO = Path(__file__).resolve().parents[2]
 CHILD = Path(__file__).with_name("alsa_mic_proc.py")
