@@ -12,6 +12,14 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sensors.address import parse_host_port
+from sensors.udp_config import (
+    DEFAULT_QUEUE_BLOCKS,
+    QueueBlocks,
+    UdpListenConfig,
+    idle_flush_field,
+    listen_field,
+    max_gap_field,
+)
 
 if TYPE_CHECKING:
     from sensors.ecg.serial import SerialEcgSource
@@ -35,17 +43,10 @@ class _LiveEcgConfig(BaseModel):
         title="Block length",
         description="Samples are handed on in blocks of this length; beat readouts find onsets at this resolution.",
     )
-    queue_blocks: int = Field(
-        64, ge=1, title="Queue length", description="Blocks held when the pipeline lags; beyond, the oldest is dropped."
-    )
-    max_gap_ms: float = Field(
-        2000.0,
-        gt=0,
-        title="Longest gap",
-        description=(
-            "Missing samples up to this long are filled with the last value (and counted); a longer gap or "
-            "silence ends the stream and the next sample starts a new one."
-        ),
+    queue_blocks: QueueBlocks = DEFAULT_QUEUE_BLOCKS
+    max_gap_ms: float = max_gap_field(
+        "Missing samples up to this long are filled with the last value (and counted); a longer gap or "
+        "silence ends the stream and the next sample starts a new one."
     )
 
     @model_validator(mode="after")
@@ -84,25 +85,10 @@ class EcgSerialSourceConfig(_LiveEcgConfig):
         return v
 
 
-class EcgUdpSourceConfig(_LiveEcgConfig):
+class EcgUdpSourceConfig(_LiveEcgConfig, UdpListenConfig):
     kind: Literal["ecg_udp"] = "ecg_udp"
-    listen: str = Field(
-        "0.0.0.0:7780",
-        title="Listen address",
-        description="host:port to receive SWEC datagrams on (see sensors/ecg/udp.py for the format).",
-    )
-    idle_flush_ms: float = Field(
-        200.0,
-        gt=0,
-        title="Idle flush",
-        description="When no datagram arrives for this long, samples waiting for a full block are handed on.",
-    )
-
-    @field_validator("listen")
-    @classmethod
-    def _valid_address(cls, v: str) -> str:
-        parse_host_port(v, min_port=0)
-        return v
+    listen: str = listen_field(7780, "SWEC datagrams", "sensors/ecg/udp.py")
+    idle_flush_ms: float = idle_flush_field("samples")
 
 
 def ecg_serial_source(cfg: EcgSerialSourceConfig, *, model_rate_hz: float | None = None) -> SerialEcgSource:

@@ -46,7 +46,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -55,17 +55,9 @@ import numpy as np
 import numpy.typing as npt
 
 from sensors.blocks import EndOfStream, SampleBlock
-from sensors.datagram import (
-    FLAG_STREAM_START,
-    MAX_UDP_PAYLOAD,
-    DatagramError,
-    HeaderFormat,
-    SequenceTracker,
-    listen_udp,
-    listening_port,
-)
+from sensors.datagram import FLAG_STREAM_START, MAX_UDP_PAYLOAD, DatagramError, HeaderFormat
 from sensors.ecg.live_blocks import LiveBlocker
-from sensors.queues import DropOldestQueue
+from sensors.udp_source import UdpBlockSource
 
 log = logging.getLogger(__name__)
 
@@ -148,24 +140,14 @@ def unpack_datagram(data: bytes) -> EcgDatagram:
     return EcgDatagram(h.seq, h.flags, first_sample, rate, scale, raw.astype(raw.dtype.newbyteorder("=")))
 
 
-class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, queue: asyncio.Queue[tuple[bytes, int]], overflow: list[int]) -> None:
-        self.queue = queue
-        self.overflow = overflow
-
-    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
-        try:
-            self.queue.put_nowait((data, time.monotonic_ns()))
-        except asyncio.QueueFull:
-            self.overflow[0] += 1  # its loss also shows as a sample gap, filled and counted
-
-
-class UdpEcgSource:
+class UdpEcgSource(UdpBlockSource[Item]):
     """Async iterator of ``SampleBlock`` / ``EndOfStream`` from SWEC datagrams (a live source: never ends).
 
     ``lead`` keeps one channel (index), ``None`` keeps all. ``model_rate_hz`` resamples to the
     rate the model wants when it differs from the device's ``rate_hz``.
     """
+
+    log = log
 
     def __init__(
         self,
@@ -184,113 +166,39 @@ class UdpEcgSource:
         if max_gap_ms <= 0 or idle_flush_ms <= 0:
             msg = f"max_gap_ms and idle_flush_ms must be positive, got {max_gap_ms}, {idle_flush_ms}"
             raise ValueError(msg)
-        self.host, self.port = host, port
+        super().__init__(
+            host, port, queue_blocks=queue_blocks, max_gap_ms=max_gap_ms, idle_flush_ms=idle_flush_ms,
+            datagram_queue=4096,
+        )  # fmt: skip
         self.channels = channels
         self.rate_hz = float(rate_hz)
         self._rate_mhz = rate_mhz(rate_hz)
-        self.stream = f"udp://{host}:{port}"
         self.max_gap_samples = max_gap_ms * self.rate_hz / 1000
-        self.max_gap_s = max_gap_ms / 1000
-        self.idle_flush_s = idle_flush_ms / 1000
-        self.tracker = SequenceTracker()
         self.blocker = LiveBlocker(
             self.stream, self.rate_hz, channels, lead=lead, block_ms=block_ms, out_rate_hz=model_rate_hz
         )
         self.counts = {"bad_datagrams": 0, "lost_samples": 0, "long_gaps": 0, "sample_restarts": 0}
-        self._overflow = [0]
-        self._in_bad_burst = False
         self._next_sample = 0
-        self._datagrams: asyncio.Queue[tuple[bytes, int]] = asyncio.Queue(4096)
-        self._blocks: DropOldestQueue[Item] = DropOldestQueue(queue_blocks)
-        self._transport: asyncio.DatagramTransport | None = None
-        self._pump: asyncio.Task[None] | None = None
-        self._failure: Exception | None = None
 
-    @property
-    def bound_port(self) -> int:
-        return listening_port(self._transport, self.port)
-
-    async def start(self) -> None:
-        if self._transport is not None:
-            return
-        self._transport = await listen_udp(
-            self.host, self.port, lambda: _Protocol(self._datagrams, self._overflow), self.stream
-        )
-        self.stream = self.blocker.stream = f"udp://{self.host}:{self.bound_port}"
-        self._pump = asyncio.create_task(self._run_pump(), name=f"{self.stream}-pump")
-
-    def close(self) -> None:
-        """Stop listening; the iterator yields what is queued, the stream's end, and stops."""
-        if self._pump is not None:
-            self._pump.cancel()
-        if self._transport is not None:
-            self._transport.close()
-        self._end("closed")
-        self._blocks.close()
+    def _listening(self, transport: asyncio.DatagramTransport) -> None:
+        self.blocker.stream = self.stream
 
     def drops(self) -> dict[str, int]:
-        t = self.tracker.counts
-        return {
-            "lost_datagrams": t.lost,
-            "late_datagrams": t.late,
-            "duplicate_datagrams": t.duplicates,
-            "restarts": t.restarts + self.counts["sample_restarts"],
-            "bad_datagrams": self.counts["bad_datagrams"],
-            "lost_samples": self.counts["lost_samples"],
-            "long_gaps": self.counts["long_gaps"],
-            "overflow_datagrams": self._overflow[0],
-            "dropped_blocks": self._blocks.dropped_blocks,
-        }
+        return self._datagram_drops(
+            more_restarts=self.counts["sample_restarts"],
+            lost_samples=self.counts["lost_samples"],
+            long_gaps=self.counts["long_gaps"],
+        )
 
-    def __aiter__(self) -> AsyncIterator[Item]:
-        return self._iterate()
+    def _active(self) -> bool:
+        return self.blocker.active
 
-    async def _iterate(self) -> AsyncIterator[Item]:
-        await self.start()
-        while (item := await self._blocks.get()) is not None:
-            yield item
-        if self._failure is not None:
-            raise self._failure
-
-    async def _run_pump(self) -> None:
-        try:
-            await self._pump_datagrams()
-        except Exception as exc:  # a bug must end the source loudly, not leave the iterator waiting
-            log.exception("%s: receiver failed", self.stream)
-            self._failure = exc
-            self._blocks.close()
-
-    async def _pump_datagrams(self) -> None:
-        last_rx = time.monotonic()
-        while True:
-            try:
-                data, captured_ns = await asyncio.wait_for(self._datagrams.get(), self.idle_flush_s)
-            except TimeoutError:
-                if self.blocker.active:
-                    if time.monotonic() - last_rx > self.max_gap_s:
-                        # The sender went quiet: the stream is over; what comes next is a new one.
-                        self._end("silence")
-                        self.tracker.reset()
-                    else:
-                        self._put(self.blocker.flush(time.monotonic_ns()))  # bound latency when idle
-                continue
-            if self._accept(data, captured_ns):
-                last_rx = time.monotonic()
-            # Take whatever else has arrived without a loop pass per datagram.
-            while not self._datagrams.empty():
-                if self._accept(*self._datagrams.get_nowait()):
-                    last_rx = time.monotonic()
+    def _flush(self) -> None:
+        self._put(self.blocker.flush(time.monotonic_ns()))
 
     def _put(self, items: Sequence[Item]) -> None:
         for item in items:
             self._blocks.put(item)
-
-    def _bad(self, problem: str) -> bool:
-        self.counts["bad_datagrams"] += 1
-        if not self._in_bad_burst:
-            log.warning("%s: dropping bad datagram(s): %s", self.stream, problem)
-            self._in_bad_burst = True
-        return False
 
     def _accept(self, data: bytes, captured_ns: int) -> bool:
         try:

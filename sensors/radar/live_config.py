@@ -10,9 +10,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field
 
 from sensors.address import parse_host_port
+from sensors.udp_config import (
+    DEFAULT_QUEUE_BLOCKS,
+    QueueBlocks,
+    UdpListenConfig,
+    idle_flush_field,
+    listen_field,
+    max_gap_field,
+)
 
 if TYPE_CHECKING:
     from sensors.radar.udp import RadarUdpSource
@@ -20,15 +28,9 @@ if TYPE_CHECKING:
 DEFAULT_PORT = 7790
 
 
-class RadarUdpSourceConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class RadarUdpSourceConfig(UdpListenConfig):
     kind: Literal["radar_udp"] = "radar_udp"
-    listen: str = Field(
-        f"0.0.0.0:{DEFAULT_PORT}",
-        title="Listen address",
-        description="host:port to receive SWRD radar datagrams on (see sensors/radar/udp.py for the format).",
-    )
+    listen: str = listen_field(DEFAULT_PORT, "SWRD radar datagrams", "sensors/radar/udp.py")
     frames_per_block: int = Field(
         1,
         ge=1,
@@ -36,35 +38,17 @@ class RadarUdpSourceConfig(BaseModel):
         title="Frames per block",
         description="Frames handed on together; more means fewer, larger blocks and more latency.",
     )
-    queue_blocks: int = Field(
-        64, ge=1, title="Queue length", description="Blocks held when the pipeline lags; beyond, the oldest is dropped."
+    queue_blocks: QueueBlocks = DEFAULT_QUEUE_BLOCKS
+    max_gap_ms: float = max_gap_field(
+        "A jump in frame time or a silence longer than this ends the stream; the next frame starts a new one."
     )
-    max_gap_ms: float = Field(
-        2000.0,
-        gt=0,
-        title="Longest gap",
-        description=(
-            "A jump in frame time or a silence longer than this ends the stream; the next frame starts a new one."
-        ),
-    )
-    idle_flush_ms: float = Field(
-        200.0,
-        gt=0,
-        title="Idle flush",
-        description="When no datagram arrives for this long, frames waiting for a full block are handed on.",
-    )
+    idle_flush_ms: float = idle_flush_field("frames")
     max_frame_bytes: int = Field(
         16 * 1024 * 1024,
         ge=1,
         title="Largest frame",
         description="Datagrams announcing a larger frame (sweeps x channels x points x sample size) are rejected.",
     )
-
-    @field_validator("listen")
-    @classmethod
-    def _valid_address(cls, v: str) -> str:
-        parse_host_port(v, min_port=0)
-        return v
 
 
 def radar_udp_source(cfg: RadarUdpSourceConfig) -> RadarUdpSource:

@@ -73,7 +73,7 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -82,8 +82,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sensors.blocks import EndOfStream
-from sensors.datagram import DatagramError, SequenceTracker, listen_udp, listening_port
-from sensors.queues import DropOldestQueue
+from sensors.datagram import DatagramError
 from sensors.radar.frames import RadarBlock, RadarChunk, RadarGeometry
 from sensors.radar.udp_wire import (
     DEFAULT_DATAGRAM_BYTES,
@@ -96,6 +95,7 @@ from sensors.radar.udp_wire import (
     unpack_fragment,
     wire_samples,
 )
+from sensors.udp_source import UdpBlockSource
 
 __all__ = [
     "DEFAULT_DATAGRAM_BYTES",
@@ -114,18 +114,6 @@ _U32 = 1 << 32
 _RCVBUF_BYTES = 4 * 1024 * 1024
 
 
-class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, queue: asyncio.Queue[tuple[bytes, int]], overflow: list[int]) -> None:
-        self.queue = queue
-        self.overflow = overflow
-
-    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
-        try:
-            self.queue.put_nowait((data, time.monotonic_ns()))
-        except asyncio.QueueFull:
-            self.overflow[0] += 1  # its loss also shows as lost datagrams and an incomplete frame
-
-
 @dataclass
 class _Stream:
     """The stream being received: where its time starts and the frames not yet handed on."""
@@ -141,8 +129,10 @@ class _Stream:
     captured_ns: int = 0
 
 
-class RadarUdpSource:
+class RadarUdpSource(UdpBlockSource[Item]):
     """Async iterator of ``RadarBlock`` / ``EndOfStream`` from SWRD datagrams (a live source: never ends)."""
+
+    log = log
 
     def __init__(
         self,
@@ -161,125 +151,48 @@ class RadarUdpSource:
                 f"{frames_per_block}, {max_gap_ms}, {idle_flush_ms}, {max_frame_bytes}"
             )
             raise ValueError(msg)
-        self.host, self.port = host, port
+        super().__init__(
+            host, port, queue_blocks=queue_blocks, max_gap_ms=max_gap_ms, idle_flush_ms=idle_flush_ms,
+            datagram_queue=16_384,
+        )  # fmt: skip
         self.frames_per_block = frames_per_block
         self.max_gap_us = round(max_gap_ms * 1000)
-        self.idle_flush_s = idle_flush_ms / 1000
         self.max_frame_bytes = max_frame_bytes
-        self.stream = f"udp://{host}:{port}"
-        self.tracker = SequenceTracker()
         self.assembler = FrameAssembler()
         self.counts = {"bad_datagrams": 0, "frame_restarts": 0, "long_gaps": 0, "geometry_changes": 0}
-        self._overflow = [0]
-        self._in_bad_burst = False
         self._cur: _Stream | None = None
-        self._datagrams: asyncio.Queue[tuple[bytes, int]] = asyncio.Queue(16_384)
-        self._blocks: DropOldestQueue[Item] = DropOldestQueue(queue_blocks)
-        self._transport: asyncio.DatagramTransport | None = None
-        self._pump: asyncio.Task[None] | None = None
-        self._failure: Exception | None = None
 
-    @property
-    def bound_port(self) -> int:
-        return listening_port(self._transport, self.port)
-
-    @property
-    def dropped_blocks(self) -> int:
-        return self._blocks.dropped_blocks
-
-    async def start(self) -> None:
-        if self._transport is not None:
-            return
-        self._transport = await listen_udp(
-            self.host, self.port, lambda: _Protocol(self._datagrams, self._overflow), self.stream
-        )
-        sock = self._transport.get_extra_info("socket")
+    def _listening(self, transport: asyncio.DatagramTransport) -> None:
+        sock = transport.get_extra_info("socket")
         if sock is not None:  # a whole large frame arrives in a burst; the kernel caps this at rmem_max
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF_BYTES)
-        self.stream = f"udp://{self.host}:{self.bound_port}"
-        self._pump = asyncio.create_task(self._run_pump(), name=f"{self.stream}-pump")
-
-    def close(self) -> None:
-        """Stop listening; the iterator yields what is queued, the stream's end, and stops."""
-        if self._pump is not None:
-            self._pump.cancel()
-        if self._transport is not None:
-            self._transport.close()
-        self._end("closed")
-        self._blocks.close()
 
     def drops(self) -> dict[str, int]:
-        t = self.tracker.counts
         a = self.assembler.counts
-        return {
-            "lost_datagrams": t.lost,
-            "late_datagrams": t.late,
-            "duplicate_datagrams": t.duplicates,
-            "restarts": t.restarts + self.counts["frame_restarts"],
-            "bad_datagrams": self.counts["bad_datagrams"],
-            "bad_frames": a.bad_frames,
-            "incomplete_frames": a.incomplete_frames,
-            "lost_frames": a.lost_frames,
-            "long_gaps": self.counts["long_gaps"],
-            "geometry_changes": self.counts["geometry_changes"],
-            "overflow_datagrams": self._overflow[0],
-            "dropped_blocks": self._blocks.dropped_blocks,
-        }
+        return self._datagram_drops(
+            more_restarts=self.counts["frame_restarts"],
+            bad_frames=a.bad_frames,
+            incomplete_frames=a.incomplete_frames,
+            lost_frames=a.lost_frames,
+            long_gaps=self.counts["long_gaps"],
+            geometry_changes=self.counts["geometry_changes"],
+        )
 
-    def __aiter__(self) -> AsyncIterator[Item]:
-        return self._iterate()
+    def _active(self) -> bool:
+        return self._cur is not None or self.tracker.newest is not None
 
-    async def _iterate(self) -> AsyncIterator[Item]:
-        await self.start()
-        while (item := await self._blocks.get()) is not None:
-            yield item
-        if self._failure is not None:
-            raise self._failure
-
-    async def _run_pump(self) -> None:
-        try:
-            await self._pump_datagrams()
-        except Exception as exc:  # a bug must end the source loudly, not leave the iterator waiting
-            log.exception("%s: receiver failed", self.stream)
-            self._failure = exc
-            self._blocks.close()
-
-    async def _pump_datagrams(self) -> None:
-        last_rx = time.monotonic()
-        while True:
-            try:
-                data, captured_ns = await asyncio.wait_for(self._datagrams.get(), self.idle_flush_s)
-            except TimeoutError:
-                if self._cur is not None or self.tracker.newest is not None:
-                    if time.monotonic() - last_rx > self.max_gap_us / 1e6:
-                        # The sender went quiet: the stream is over; what comes next is a new one.
-                        self._end("silence")
-                    else:
-                        self._flush()  # bound latency when frames come slower than a block
-                continue
-            last_rx = time.monotonic()
-            self._accept(data, captured_ns)
-            # Take whatever else has arrived without a loop pass per datagram.
-            while not self._datagrams.empty():
-                self._accept(*self._datagrams.get_nowait())
-
-    def _bad(self, problem: str) -> None:
-        self.counts["bad_datagrams"] += 1
-        if not self._in_bad_burst:
-            log.warning("%s: dropping bad datagram(s): %s", self.stream, problem)
-            self._in_bad_burst = True
-
-    def _accept(self, data: bytes, captured_ns: int) -> None:
+    def _accept(self, data: bytes, captured_ns: int) -> bool:
+        # Every datagram, even a bad one, shows the sender is alive.
         try:
             frag = unpack_fragment(data, max_frame_bytes=self.max_frame_bytes)
         except DatagramError as exc:
             self._bad(str(exc))
-            return
+            return True
         self._in_bad_burst = False
         verdict = self.tracker.classify(frag.seq, start=frag.start)
         if not verdict.kind.accepted:
-            return  # late or repeated: counted by the tracker, never glued in
+            return True  # late or repeated: counted by the tracker, never glued in
         if verdict.kind.new_stream:
             self._end("restart")
         frame, problem = self.assembler.push(frag)
@@ -287,6 +200,7 @@ class RadarUdpSource:
             self._bad(problem)
         if frame is not None:
             self._add(frame, captured_ns)
+        return True
 
     def _add(self, frame: Frame, captured_ns: int) -> None:
         index, t_us = frame.header.frame_index, frame.header.t_us
@@ -334,8 +248,6 @@ class RadarUdpSource:
     def _end(self, reason: str, *, reset_assembler: bool = True) -> None:
         if reset_assembler:
             self.assembler.reset()  # a frame still waiting for fragments is incomplete
-        if reason == "silence":
-            self.tracker.reset()  # whatever comes next starts a new stream
         if self._cur is None:
             return
         self._flush()
