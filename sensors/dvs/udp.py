@@ -90,14 +90,17 @@ class _Counters:
 
 
 class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, on_datagram: asyncio.Queue[bytes]) -> None:
+    def __init__(self, on_datagram: asyncio.Queue[bytes], overflow: list[int]) -> None:
         self.queue = on_datagram
+        self.overflow = overflow
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
         with contextlib.suppress(asyncio.QueueFull):
             self.queue.put_nowait(data)
             return
-        # The parser fell behind: drop the oldest datagram (its loss shows as a sequence gap).
+        # The parser fell behind: drop the oldest datagram. Counted here as an overflow; its
+        # sequence number never reaches the tracker, so it is in lost_datagrams as well.
+        self.overflow[0] += 1
         with contextlib.suppress(asyncio.QueueEmpty):
             self.queue.get_nowait()
         self.queue.put_nowait(data)
@@ -127,13 +130,16 @@ class UdpEventSource:
         self._slicer = EventSlicer(self.block_us)
         self._size: tuple[int, int] | None = None
         self._seq = SequenceTracker()
+        self._overflow = [0]
 
     @property
     def bound_port(self) -> int:
         return listening_port(self._transport, self.port)
 
     async def start(self) -> None:
-        self._transport = await listen_udp(self.host, self.port, lambda: _Protocol(self._datagrams), self.stream)
+        self._transport = await listen_udp(
+            self.host, self.port, lambda: _Protocol(self._datagrams, self._overflow), self.stream
+        )
         self._pump = asyncio.create_task(self._run_pump(), name=f"{self.stream}-pump")
 
     def close(self) -> None:
@@ -151,6 +157,7 @@ class UdpEventSource:
             "duplicate_datagrams": seq.duplicates,
             "sender_restarts": seq.restarts,
             "bad_datagrams": c.bad_datagrams,
+            "overflow_datagrams": self._overflow[0],
             "dropped_blocks": self._blocks.dropped_blocks,
             "late_events": self._slicer.late,
             "reordered_events": self._slicer.reordered,

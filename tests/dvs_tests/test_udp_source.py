@@ -157,3 +157,15 @@ async def test_late_and_repeated_datagrams_are_dropped_and_counted() -> None:
     drops = src.drops()
     assert (drops["lost_datagrams"], drops["late_datagrams"], drops["duplicate_datagrams"]) == (1, 1, 1)
     assert drops["late_events"] == 0  # nothing behind the stream's time reached the slicer
+
+
+async def test_a_full_datagram_queue_drops_the_oldest_and_counts_it() -> None:
+    from sensors.dvs.udp import _Protocol
+
+    queue: asyncio.Queue[bytes] = asyncio.Queue(2)
+    overflow = [0]
+    proto = _Protocol(queue, overflow)
+    for data in (b"a", b"b", b"c"):
+        proto.datagram_received(data, ("127.0.0.1", 1))
+    assert overflow == [1]
+    assert [queue.get_nowait(), queue.get_nowait()] == [b"b", b"c"]
