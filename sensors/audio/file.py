@@ -120,7 +120,13 @@ class _FileReader:
         self.chunk_frames = max(READ_CHUNK_FRAMES, round(self.file_rate_hz * block_ms / 1000.0))
         self._resampler: StreamingResampler | None = None
         if self.file_rate_hz != rate_hz:
-            self._resampler = StreamingResampler(self.file_rate_hz, rate_hz, 1)
+            try:
+                self._resampler = StreamingResampler(self.file_rate_hz, rate_hz, 1)
+            except ValueError as exc:
+                # A rate from a damaged header (or an odd one such as 8001 Hz) has no supported ratio.
+                self._sf.close()
+                msg = f"{path}: cannot resample its {self.file_rate_hz:g} Hz audio to {rate_hz:g} Hz: {exc}"
+                raise InputError(msg) from exc
 
     def read(self) -> npt.NDArray[np.float32] | None:
         """Next mono block of ``block_ms`` at the output rate, shape ``(frames, 1)``; None after the end.

@@ -27,6 +27,9 @@ from numba import njit
 
 MAX_PHASES = 2048
 """Largest up factor L accepted; larger ratios need an impractically long filter."""
+MAX_DECIMATION = 16384
+"""Largest down factor M accepted: the filter has ~100 * max(L, M) taps, so a file whose header claims
+an odd rate (e.g. 1515328 Hz -> M = 23677) would otherwise allocate hundreds of MB for its filter."""
 
 
 @functools.lru_cache(maxsize=64)
@@ -62,6 +65,12 @@ def rate_ratio(rate_in_hz: float, rate_out_hz: float) -> tuple[int, int]:
         msg = (
             f"resampling {rate_in_hz} -> {rate_out_hz} Hz needs L/M = {up}/{down}; "
             f"L above {MAX_PHASES} is not supported"
+        )
+        raise ValueError(msg)
+    if down > MAX_DECIMATION:
+        msg = (
+            f"resampling {rate_in_hz} -> {rate_out_hz} Hz needs L/M = {up}/{down}; "
+            f"M above {MAX_DECIMATION} is not supported"
         )
         raise ValueError(msg)
     return up, down
