@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from sensors.dvs.eventfile import (
+    NO_LIMIT,
     BinaryEventReader,
     EventFileInfo,
     EventFormatError,
@@ -112,6 +113,10 @@ def sensor_size_from_header(header: dict[str, str]) -> tuple[int, int] | None:
 
 def _info(path: Path, fmt: str, header: dict[str, str], sensor_size: tuple[int, int] | None) -> EventFileInfo:
     size = sensor_size or sensor_size_from_header(header)
+    if size is not None and not (size[0] <= NO_LIMIT and size[1] <= NO_LIMIT):
+        # A damaged header's digits would reach the numba kernels as an int64 overflow (a bare error).
+        problem = f"header sensor size {size[0]}x{size[1]} is larger than {NO_LIMIT}x{NO_LIMIT} pixels"
+        raise EventFormatError(path, 0, f"{problem}; pass sensor_size=(width, height) if the header is wrong")
     width, height = size if size is not None else (None, None)
     return EventFileInfo(path, fmt, width, height, header)
 
