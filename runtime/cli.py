@@ -190,7 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--datagram-bytes", type=int, default=1472, help="radar: largest datagram; bigger frames are fragmented"
     )
 
-    sub.add_parser("schema", help="print the JSON Schemas of the MQTT payloads")
+    sc = sub.add_parser(
+        "schema", help="print the JSON Schemas of the MQTT payloads (the files shipped in runtime/schemas)"
+    )
+    sc.add_argument("--out", type=Path, default=None, help="write <kind>.schema.json files into this folder instead")
     return ap
 
 
@@ -536,9 +539,15 @@ def _cmd_send(args: argparse.Namespace) -> int:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
-    from runtime.contract import json_schemas
+    from runtime.contract import json_schemas, schema_files
 
-    print(json.dumps(json_schemas(), indent=2))
+    if args.out is None:
+        print(json.dumps(json_schemas(), indent=2))
+        return EXIT_OK
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, text in schema_files().items():
+        (args.out / name).write_text(text, encoding="utf-8")
+        print(args.out / name)
     return EXIT_OK
 
 

@@ -34,6 +34,7 @@ class Counters:
     static_energy_uj: float = 0.0
     decisions: int = 0
     gated: int = 0
+    paused: int = 0
     host_latency_ms: list[float] = field(default_factory=list)
 
     def add_chip(self, s: ChipStats) -> None:
@@ -63,10 +64,11 @@ class TelemetryRecorder:
         self.interval.add_chip(s)
         self.total.add_chip(s)
 
-    def add_decision(self, gated: bool, host_latency_ms: float | None) -> None:
+    def add_decision(self, gated: bool, host_latency_ms: float | None, *, paused: bool = False) -> None:
         for c in (self.interval, self.total):
             c.decisions += 1
             c.gated += int(gated)
+            c.paused += int(paused)
             if host_latency_ms is not None:
                 c.host_latency_ms.append(host_latency_ms)
 
@@ -98,6 +100,7 @@ class TelemetryRecorder:
             cpu_s=cpu_s,
             decisions=c.decisions,
             gated=c.gated,
+            paused=c.paused,
             queue_depths=queue_depths,
             drops=drops,
         )
