@@ -234,7 +234,7 @@ def test_parse_broker_url(url: str, expected: BrokerAddress) -> None:
     [
         ("http://broker", "scheme"),
         ("broker:1883", "scheme"),
-        ("ws://broker", "scheme"),
+        ("http://broker", "scheme"),
         ("mqtt://", "no host"),
         ("mqtt://:1883", "no host"),
         ("mqtt://broker:0", "port"),

@@ -18,10 +18,13 @@ import re
 import ssl
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from runtime.config import MqttConfig, TlsConfig
 from runtime.mqtt.url import BrokerAddress, parse_broker_url
@@ -64,6 +67,8 @@ class ConnectOptions:
     tls_context: ssl.SSLContext | None
     protocol: Literal["3.1.1", "5"]
     keepalive_s: int
+    clean_session: bool = True
+    session_expiry_s: int = 0
 
     @property
     def user_label(self) -> str:
@@ -76,22 +81,29 @@ class ConnectOptions:
         protocol: Literal["3.1.1", "5"] | None = None,
         will: aiomqtt.Will | None = None,
         timeout_s: float = 10.0,
-        clean_session: bool = True,
+        clean_session: bool | None = None,
     ) -> aiomqtt.Client:
         """A new, unconnected aiomqtt client (one per connection attempt, see the sink)."""
         version = protocol or self.protocol
+        clean = self.clean_session if clean_session is None else clean_session
         if version == "5":
             # paho raises ValueError for clean_session under MQTT 5 and for a non-default
             # clean_start under 3.1.1, so each version gets only its own flag.
+            connect_properties = None
+            if not clean and self.session_expiry_s > 0:
+                # MQTT 5 ends a session at disconnect unless it has an expiry interval.
+                connect_properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+                connect_properties.SessionExpiryInterval = self.session_expiry_s
             return aiomqtt.Client(
                 **self._common(client_id, will, timeout_s),
                 protocol=aiomqtt.ProtocolVersion.V5,
-                clean_start=clean_session,
+                clean_start=clean,
+                properties=connect_properties,
             )
         return aiomqtt.Client(
             **self._common(client_id, will, timeout_s),
             protocol=aiomqtt.ProtocolVersion.V311,
-            clean_session=clean_session,
+            clean_session=clean,
         )
 
     def _common(self, client_id: str | None, will: aiomqtt.Will | None, timeout_s: float) -> dict[str, Any]:
@@ -106,17 +118,21 @@ class ConnectOptions:
             "timeout": timeout_s,
             "tls_context": self.tls_context,
             "logger": PAHO_LOG,
+            "transport": self.address.transport,
+            "websocket_path": self.address.websocket_path,
         }
 
 
 def connect_options(config: MqttConfig) -> ConnectOptions:
-    """Resolve ``config``; ``ValueError`` for a bad URL or unreadable TLS files."""
+    """Resolve ``config``; ``ValueError`` for a bad URL or unreadable TLS or password files."""
     address = parse_broker_url(config.url)
     # Explicit fields beat credentials embedded in the URL: the URL often comes from a
     # shared file, the fields from a secret in the environment.
     username = config.username if config.username is not None else address.username
     if config.password is not None:
         password: str | None = config.password.get_secret_value()
+    elif config.password_file is not None:
+        password = read_password_file(config.password_file)
     else:
         password = address.password
     use_tls = address.tls or config.tls is not None
@@ -128,7 +144,40 @@ def connect_options(config: MqttConfig) -> ConnectOptions:
         tls_context=tls_context,
         protocol=config.protocol,
         keepalive_s=config.keepalive_s,
+        clean_session=config.clean_session,
+        session_expiry_s=config.session_expiry_s,
     )
+
+
+def read_password_file(path: Path) -> str:
+    """The password in ``path`` (one trailing newline stripped); the error names the file only."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        msg = f"mqtt.password_file: {path} does not exist (with systemd LoadCredential, is the credential set?)"
+        raise ValueError(msg) from exc
+    except OSError as exc:
+        msg = f"mqtt.password_file: cannot read {path}: {exc.strerror}"
+        raise ValueError(msg) from exc
+    except UnicodeDecodeError:
+        # Not chained: a decode error's message quotes bytes of the secret.
+        msg = f"mqtt.password_file: {path} is not UTF-8 text"
+        raise ValueError(msg) from None
+    password = text.removesuffix("\n").removesuffix("\r")
+    if not password:
+        msg = f"mqtt.password_file: {path} is empty"
+        raise ValueError(msg)
+    return password
+
+
+def publish_properties(*, pipeline: str, schema: str, device: str, expiry_s: int | None) -> Properties:
+    """MQTT 5 PUBLISH properties: content type, user properties, message expiry."""
+    properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    properties.ContentType = "application/json"
+    properties.UserProperty = [("device", device), ("pipeline", pipeline), ("schema", schema)]
+    if expiry_s is not None:
+        properties.MessageExpiryInterval = expiry_s
+    return properties
 
 
 def tls_context_for(tls: TlsConfig | None) -> ssl.SSLContext:

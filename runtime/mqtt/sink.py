@@ -1,6 +1,7 @@
 """MQTT sink: decisions and telemetry to a broker, in order, across broker outages.
 
-``offer`` only appends to a bounded deque; one background task owns the connection:
+``offer`` only appends to a bounded queue (``runtime.mqtt.queue``: in memory, or the disk
+spool of ``runtime.mqtt.spool`` that survives a restart); one background task owns the connection:
 connect with a Last Will, announce ``online`` and the status (both retained), then
 publish the buffer head by head. A message leaves the buffer only once ``publish``
 returned, so a message in flight when the connection drops is sent again after the
@@ -35,11 +36,11 @@ import contextlib
 import dataclasses
 import logging
 import random
-from collections import deque
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 import aiomqtt
+from paho.mqtt.properties import Properties
 
 from runtime.config import MqttConfig
 from runtime.contract import Classification, Status, Telemetry, Topics, dump
@@ -50,11 +51,14 @@ from runtime.mqtt.connection import (
     describe_failure,
     describe_lost,
     lost_error,
+    publish_properties,
     reap,
     run_until_lost,
     wait_event,
     watch_connection,
 )
+from runtime.mqtt.queue import MemoryQueue, Message, MessageQueue
+from runtime.mqtt.spool import SpoolQueue
 from runtime.sinks.base import Sink, SinkStats
 
 log = logging.getLogger(__name__)
@@ -67,11 +71,16 @@ _GOODBYE_TIMEOUT_S = 2.0
 _RELEASE_TIMEOUT_S = 1.0
 
 
-@dataclass(frozen=True, slots=True)
-class _Message:
-    topic: str
-    payload: bytes
-    qos: int
+def open_queue(config: MqttConfig) -> MessageQueue:
+    """The disk spool if ``spool_dir`` is set, else memory; ``SpoolError`` names the problem."""
+    if config.spool_dir is None:
+        return MemoryQueue(config.buffer_size)
+    return SpoolQueue(
+        config.spool_dir,
+        max_bytes=int(config.spool_max_mb * 1024 * 1024),
+        fsync=config.spool_fsync,
+        fsync_interval_ms=config.spool_fsync_interval_ms,
+    )
 
 
 class MqttSink:
@@ -84,10 +93,11 @@ class MqttSink:
         self._config = config
         self._options = connect_options(config)  # ValueError now, not at the first reconnect
         self._topics = Topics(config.prefix, device)
+        self._device = device
         self._client_id = config.client_id or f"spikewire-{device}"
         self._operation_timeout_s = operation_timeout_s
-        self._buffer: deque[_Message] = deque()
-        self._inflight: _Message | None = None
+        self._queue = open_queue(config)  # spool problems now, too
+        self._inflight: Message | None = None
         self._wakeup = asyncio.Event()
         self._status: bytes | None = None
         self._task: asyncio.Task[None] | None = None
@@ -101,11 +111,14 @@ class MqttSink:
         self.delivered = 0
         """Buffered messages the broker acknowledged (QoS>0) or that were written (QoS 0)."""
         self.dropped = 0
-        """Buffer overflow, plus whatever was still queued when ``close`` gave up."""
+        """Buffer overflow, plus whatever was still queued when ``close`` gave up (memory queue only)."""
         self.reconnects = 0
         """Connections established after the first one."""
         self.failed_attempts = 0
         self.last_error: str | None = None
+        # Hook for runtime.mqtt.session (control, state, discovery; owner B): each handler runs
+        # as a task for the life of every connection (subscribe, read messages), cancelled at its end.
+        self.session_handlers: list[Callable[[aiomqtt.Client], Coroutine[Any, Any, None]]] = []
 
     @property
     def broker(self) -> str:
@@ -119,10 +132,14 @@ class MqttSink:
     @property
     def queued(self) -> int:
         """Messages waiting, including the one being published."""
-        return len(self._buffer)
+        return len(self._queue)
+
+    @property
+    def queue(self) -> MessageQueue:
+        return self._queue
 
     def stats(self) -> SinkStats:
-        return SinkStats(queued=len(self._buffer), dropped=self.dropped, delivered=self.delivered)
+        return SinkStats(queued=len(self._queue), dropped=self.dropped, delivered=self.delivered)
 
     async def start(self, status: Status) -> None:
         """Start connecting in the background and return at once."""
@@ -142,12 +159,10 @@ class MqttSink:
             topic, qos = self._topics.classification(payload.pipeline), self._config.qos_classification
         else:
             topic, qos = self._topics.telemetry(payload.pipeline), 0
-        message = _Message(topic, dump(payload), qos)
-        if len(self._buffer) >= self._config.buffer_size:
-            self._drop_oldest()
-        elif self._burst_drops:
-            self._end_burst()
-        self._buffer.append(message)
+        message = Message(topic, dump(payload), qos, payload.pipeline, payload.schema_)
+        if not self._make_room(message):
+            return
+        self._queue.append(message)
         self._wakeup.set()
 
     async def close(self, drain_timeout_s: float) -> None:
@@ -161,7 +176,7 @@ class MqttSink:
         self._closing = True
         self._wakeup.set()
         task = self._task
-        if task is not None and not task.done() and not self._connected and not self._buffer:
+        if task is not None and not task.done() and not self._connected and not self._queue:
             # Nothing to deliver and nobody to say goodbye to: skip any reconnect delay.
             task.cancel()
             await asyncio.wait({task})
@@ -178,10 +193,16 @@ class MqttSink:
         self._closed = True
         if self._burst_drops:
             self._end_burst()
-        left = len(self._buffer)
-        if left:
-            self.dropped += left
-            self._buffer.clear()
+        left = len(self._queue)
+        if left and self._queue.persistent:
+            log.warning(
+                "MQTT: %d message(s) not yet delivered to %s kept in the spool for the next start (%s)",
+                left,
+                self.broker,
+                self.last_error or f"drain time-out, {drain_timeout_s:g} s",
+            )
+        elif left:
+            self.dropped += self._queue.discard_all()
             why = "broker unreachable" if self.last_error and not self._connected else "drain time-out"
             log.warning(
                 "MQTT: %d message(s) not delivered to %s at close (%s: %s); counted as dropped",
@@ -190,6 +211,7 @@ class MqttSink:
                 why,
                 self.last_error or f"{drain_timeout_s:g} s elapsed",
             )
+        self._queue.close()
         log.info(
             "MQTT sink closed: %d delivered, %d dropped, %d reconnects",
             self.delivered,
@@ -199,21 +221,36 @@ class MqttSink:
 
     # -- buffer ---------------------------------------------------------------------
 
-    def _drop_oldest(self) -> None:
+    def _make_room(self, message: Message) -> bool:
+        """Apply the overflow policy; False means ``message`` itself is dropped (counted)."""
+        if self._queue.fits(message):
+            if self._burst_drops:
+                self._end_burst()
+            return True
+        if self._config.overflow == "drop_newest":
+            self._count_drop("newest")
+            return False
         # The head may be on the wire; it is never dropped, so "delivered" and "dropped"
-        # stay exact. With buffer_size=1 that allows one extra message for a moment.
-        index = 1 if self._inflight is not None else 0
-        if len(self._buffer) <= index:
-            return
-        del self._buffer[index]
+        # stay exact. With room for one message that allows one extra for a moment.
+        while not self._queue.fits(message) and self._queue.drop_oldest(keep_head=self._inflight is not None):
+            self._count_drop("oldest")
+        return True
+
+    def _count_drop(self, which: str) -> None:
         self.dropped += 1
         if self._burst_drops == 0:
             state = "connected" if self._connected else "not connected"
+            bound = (
+                f"{self._config.spool_max_mb:g} MiB spool"
+                if self._queue.persistent
+                else f"{self._config.buffer_size} messages"
+            )
             log.warning(
-                "MQTT buffer full (%d messages, %s %s): dropping the oldest until there is room",
-                self._config.buffer_size,
+                "MQTT buffer full (%s, %s %s): dropping the %s until there is room",
+                bound,
                 self.broker,
                 state,
+                which,
             )
         self._burst_drops += 1
 
@@ -226,7 +263,7 @@ class MqttSink:
     async def _run(self) -> None:
         attempt = 0
         while True:
-            if self._closing and not self._buffer:
+            if self._closing and not self._queue:
                 # Nothing left to say: if we were dropped uncleanly, the Will said "offline".
                 return
             client = self._options.client(
@@ -247,6 +284,7 @@ class MqttSink:
             self._client = client
             self._on_connected()
             lost = asyncio.create_task(watch_connection(client))
+            sessions = [asyncio.create_task(handler(client)) for handler in self.session_handlers]
             try:
                 await self._publish(client, lost, self._topics.availability, AVAILABLE, 1, retain=True)
                 if self._status is not None:
@@ -261,9 +299,11 @@ class MqttSink:
                 log.error("MQTT sink: unexpected error; reconnecting", exc_info=exc)
                 self._connection_lost(aiomqtt.MqttError(f"unexpected {type(exc).__name__}"))
             finally:
-                lost.cancel()
-                await asyncio.wait({lost})
-                reap(lost)
+                for task in [lost, *sessions]:
+                    task.cancel()
+                await asyncio.wait({lost, *sessions})
+                for task in [lost, *sessions]:
+                    reap(task)
             self._client = None
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.__aexit__(None, None, None), _RELEASE_TIMEOUT_S)
@@ -273,7 +313,8 @@ class MqttSink:
     async def _drain(self, client: aiomqtt.Client, lost: asyncio.Task[None]) -> None:
         """Publish the buffer head by head; return once closing and empty."""
         while True:
-            if not self._buffer:
+            message = self._queue.head()
+            if message is None:
                 if self._closing:
                     return
                 self._wakeup.clear()
@@ -281,19 +322,27 @@ class MqttSink:
                 if lost.done():
                     raise lost_error(lost)
                 continue
-            message = self._inflight = self._buffer[0]
+            self._inflight = message
+            properties = None
+            if self._options.protocol == "5" and message.schema:
+                properties = publish_properties(
+                    pipeline=message.pipeline,
+                    schema=message.schema,
+                    device=self._device,
+                    expiry_s=self._config.message_expiry_s if "classification" in message.schema else None,
+                )
             try:
-                await self._publish(client, lost, message.topic, message.payload, message.qos)
+                await self._publish(client, lost, message.topic, message.payload, message.qos, properties=properties)
             except ValueError as exc:
                 # paho refused the message itself (topic, size): a retry cannot help.
-                self._buffer.popleft()
+                self._queue.pop_head()
                 self.dropped += 1
                 log.error("MQTT: dropped a message paho refuses (%s): %s", message.topic, exc)
                 continue
             finally:
                 self._inflight = None
             # Still the head: offer() never drops the message in flight.
-            self._buffer.popleft()
+            self._queue.pop_head()
             self.delivered += 1
 
     async def _publish(
@@ -305,11 +354,14 @@ class MqttSink:
         qos: int,
         *,
         retain: bool = False,
+        properties: Properties | None = None,
     ) -> None:
         """``client.publish`` that gives up as soon as the connection drops (see module doc)."""
         if lost.done():
             raise lost_error(lost)
-        publish = await run_until_lost(client.publish(topic, payload, qos=qos, retain=retain), lost)
+        publish = await run_until_lost(
+            client.publish(topic, payload, qos=qos, retain=retain, properties=properties), lost
+        )
         if publish.cancelled():
             raise lost_error(lost)
         publish.result()  # raises what publish raised: a time-out, NO_CONN, a ValueError
@@ -328,7 +380,7 @@ class MqttSink:
     # -- reporting ------------------------------------------------------------------
 
     def _on_connected(self) -> None:
-        queued = len(self._buffer)
+        queued = len(self._queue)
         if self._ever_connected:
             self.reconnects += 1
             log.info("MQTT reconnected to %s; %d message(s) queued", self.broker, queued)
@@ -377,7 +429,7 @@ class MqttSink:
             reason = describe_lost(exc)
         self.last_error = f"connection to {self.broker} lost: {reason}"
         self._last_failure = "lost"
-        log.warning("MQTT %s; %d message(s) queued, reconnecting", self.last_error, len(self._buffer))
+        log.warning("MQTT %s; %d message(s) queued, reconnecting", self.last_error, len(self._queue))
 
     def _backoff_s(self, attempt: int) -> float:
         first_s, cap_s = self._config.reconnect_min_s, self._config.reconnect_max_s
