@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("SPIKEWIRE_LOG_LEVEL", "INFO"),
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
     )
+    ap.add_argument(
+        "--log-format",
+        default=os.environ.get("SPIKEWIRE_LOG_FORMAT"),
+        choices=["text", "json"],
+        help="json: one JSON object per line on stderr (default: the config's [logging] format, else text)",
+    )
     sub = ap.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the daemon (without CONFIG: the built-in demo)")
@@ -139,10 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
         "suite",
         nargs="?",
         default="audio",
-        choices=["audio", "decode", "dvs", "ecg"],
+        choices=["audio", "decode", "dvs", "ecg", "startup"],
         help=(
             "audio: W1 on snp + FSDD pipeline + live run; decode: event-file decoders; dvs: W2 on dynapcnn; "
-            "ecg: a 30-minute record through ecg-beats on dynapse2"
+            "ecg: a 30-minute record through ecg-beats on dynapse2; startup: time from `spikewire run` to "
+            "the first decision, cold and with a warm numba cache"
         ),
     )
     bn.add_argument("--json", action="store_true")
@@ -199,9 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    from runtime.logs import configure_logging
+
+    configure_logging(args.log_level, args.log_format or "text")
     logging.getLogger("amqtt").setLevel(logging.WARNING)
     try:
         return _dispatch(args)
@@ -252,7 +259,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from runtime.daemon import run_daemon
 
     settings = load_settings(args.config)
-    return asyncio.run(run_daemon(settings, demo=args.config is None, duration_s=args.duration))
+    if args.log_format is None and settings.logging.format != "text":
+        from runtime.logs import configure_logging
+
+        configure_logging(args.log_level, settings.logging.format)
+    return asyncio.run(
+        run_daemon(settings, demo=args.config is None, duration_s=args.duration, config_path=args.config)
+    )
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -437,6 +450,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from runtime.bench_dvs import run_bench_dvs
 
         out = run_bench_dvs(seconds=args.seconds if args.seconds != 60.0 else 10.0, repeats=args.repeat)
+        print(json.dumps(out, indent=None if args.json else 2))
+        return EXIT_OK
+    if args.suite == "startup":
+        from runtime.bench_startup import bench_startup
+
+        out = bench_startup(repeats=args.repeat)
         print(json.dumps(out, indent=None if args.json else 2))
         return EXIT_OK
     if args.suite == "ecg":

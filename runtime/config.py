@@ -233,6 +233,26 @@ class JsonlConfig(_Model):
     path: Path = Field(description="Append decisions and telemetry here, one JSON object per line.")
 
 
+class HttpConfig(_Model):
+    listen: str = Field(
+        "127.0.0.1:9100",
+        title="Listen address",
+        description="host:port of the HTTP server with /health and Prometheus /metrics (0.0.0.0: all interfaces).",
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        parse_host_port(v)
+        return v
+
+
+class LoggingConfig(_Model):
+    format: Literal["text", "json"] = Field(
+        "text", description="text: one readable line per record; json: one JSON object per line (for log shippers)."
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         extra="forbid", env_prefix="SPIKEWIRE_", env_nested_delimiter="__", nested_model_default_partial_update=True
@@ -244,6 +264,8 @@ class Settings(BaseSettings):
     jsonl: JsonlConfig | None = None
     stdout: bool = Field(True, description="Print decisions on the terminal.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    logging: LoggingConfig = Field(default_factory=lambda: LoggingConfig(), description="Log output.")
+    http: HttpConfig | None = Field(None, description="Optional /health and /metrics endpoint; None: off.")
 
     @classmethod
     def settings_customise_sources(

@@ -8,18 +8,14 @@ SIGINT stops the sources, drains the queues, publishes what is decided, publishe
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import signal
 import socket
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
-from runtime.build import build_pipeline
 from runtime.config import AudioFileSourceConfig, MqttConfig, PipelineConfig, ReadoutConfig, Settings
-from runtime.pipeline import Pipeline, status_payload
+from runtime.service import Service
 from runtime.sinks.base import Sink
 from runtime.sinks.local import JsonlSink, StdoutSink
 
@@ -64,7 +60,9 @@ def make_sinks(settings: Settings) -> list[Sink]:
     return sinks
 
 
-async def run_daemon(settings: Settings, *, demo: bool = False, duration_s: float | None = None) -> int:
+async def run_daemon(
+    settings: Settings, *, demo: bool = False, duration_s: float | None = None, config_path: Path | None = None
+) -> int:
     if demo:
         settings = demo_settings(settings)
     embedded = None
@@ -85,57 +83,22 @@ async def run_daemon(settings: Settings, *, demo: bool = False, duration_s: floa
         )
         log.info("no broker on 127.0.0.1:1883: started the embedded demo broker there")
     try:
-        return await _run(settings, duration_s)
+        return await _run(settings, duration_s, None if demo else config_path)
     finally:
         if embedded is not None:
             await embedded.stop()
 
 
-async def _run(settings: Settings, duration_s: float | None) -> int:
+async def _run(settings: Settings, duration_s: float | None, config_path: Path | None) -> int:
+    # runtime.service runs the pipelines: sd_notify/watchdog, SIGHUP reload, optional HTTP.
     if not settings.pipelines:
         log.error("the configuration has no pipelines")
         return 2
     sinks = make_sinks(settings)
-    # Build everything first: a bad model or config stops start-up before anything runs.
-    pipelines = [build_pipeline(p, settings.device, sinks) for p in settings.pipelines]
-    status = status_payload(settings.device, pipelines)
-    for sink in sinks:
-        await sink.start(status)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    tasks = [asyncio.create_task(_guarded(p), name=p.info.name) for p in pipelines]
-    stopper = asyncio.create_task(_stop_when(stop, duration_s))
-    all_done: asyncio.Future[list[bool]] = asyncio.gather(*tasks)
-    waiters: list[asyncio.Future[Any]] = [stopper, all_done]
-    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    log.info("stopping: draining %d pipeline(s)", len(pipelines))
-    for p in pipelines:
-        p.stop()
-    results = await all_done
-    stopper.cancel()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.remove_signal_handler(sig)
-    for sink in sinks:
-        await sink.close(drain_timeout_s=5.0)
-    # Failure only when every pipeline failed: a daemon that ran some pipelines to the end ran.
-    return 1 if any(results) and all(results) else 0
+    service = Service(settings, sinks, config_path=config_path)
+    if settings.mqtt is not None:
+        from runtime.mqtt.session import attach_control
 
-
-async def _stop_when(stop: asyncio.Event, duration_s: float | None) -> None:
-    if duration_s is None:
-        await stop.wait()
-    else:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), duration_s)
-
-
-async def _guarded(pipeline: Pipeline) -> bool:
-    """Run one pipeline; log its failure instead of taking the others down. True = failed."""
-    try:
-        await pipeline.run()
-    except Exception as exc:
-        log.error("pipeline %r failed: %s", pipeline.info.name, exc)
-        return True
-    return False
+        # Control commands, retained per-pipeline state and Home Assistant discovery.
+        attach_control(settings, sinks, service)
+    return await service.run(duration_s)
