@@ -310,9 +310,14 @@ class Service:
         for key in _RESTART_ONLY:
             if getattr(new, key, None) != getattr(self.settings, key, None):
                 log.warning("reload: %r changed; it takes effect at the next restart", key)
-        current = {n: r for n, r in self._running.items() if r.state == "running"}
+        current = dict(self._running)
         wanted = {p.name: p for p in new.pipelines}
-        changed = [n for n, cfg in wanted.items() if n not in current or current[n].config != cfg]
+        # Changed pipelines restart; a failed one is retried (a device plugged in since, a file fixed).
+        changed = [
+            n
+            for n, cfg in wanted.items()
+            if n not in current or current[n].config != cfg or current[n].state == "failed"
+        ]
         # Build (load, compile, check) before stopping anything: a model that does not load
         # or fit leaves the running pipelines alone.
         built: dict[str, Pipeline] = {}
@@ -321,12 +326,12 @@ class Service:
                 built[name] = build_pipeline(wanted[name], self.settings.device, self.sinks)
             except Exception as exc:
                 return ReloadResult(False, f"reload rejected, pipeline {name!r} does not build: {exc}")
-        stopping = [n for n in current if n not in wanted or n in built]
-        for name in stopping:
+        replaced = [n for n in current if n not in wanted or n in built]
+        for name in replaced:
             current[name].pipeline.stop()
         # Drained: what they decided went into the sinks, which stay (queue included).
-        await asyncio.gather(*(current[n].task for n in stopping), return_exceptions=True)
-        for name in stopping:
+        await asyncio.gather(*(current[n].task for n in replaced), return_exceptions=True)
+        for name in replaced:
             old = self._running.pop(name)
             if name in built:
                 # seq goes on where it was, so subscribers do not see a reset as a gap.
@@ -336,13 +341,15 @@ class Service:
         self.settings = self.settings.model_copy(update={"pipelines": new.pipelines})
         self._announce()
         restarted = tuple(n for n in built if n in current)
+        started = tuple(n for n in built if n not in current)
+        stopped = tuple(n for n in replaced if n not in wanted)
         return ReloadResult(
             True,
-            f"reloaded {self.config_path}: restarted {list(restarted)}, started "
-            f"{[n for n in built if n not in current]}, stopped {[n for n in stopping if n not in wanted]}",
+            f"reloaded {self.config_path}: restarted {list(restarted)}, started {list(started)}, "
+            f"stopped {list(stopped)}",
             restarted=restarted,
-            started=tuple(n for n in built if n not in current),
-            stopped=tuple(n for n in stopping if n not in wanted),
+            started=started,
+            stopped=stopped,
         )
 
     def _announce(self) -> None:
