@@ -41,6 +41,23 @@ class TlsConfig(_Model):
     insecure: bool = Field(False, description="Skip hostname verification. For lab brokers only.")
 
 
+class HomeAssistantConfig(_Model):
+    enabled: bool = Field(False, description="Publish Home Assistant MQTT discovery configs (retained).")
+    discovery_prefix: str = Field(
+        "homeassistant", pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$", description="HA's discovery prefix."
+    )
+
+
+class ControlConfig(_Model):
+    enabled: bool = Field(
+        True, description="Accept commands on <prefix>/<device>/<pipeline>/set and <prefix>/<device>/request."
+    )
+    models: list[Path] = Field(
+        default_factory=list,
+        description="Bundles besides the zoo that a 'model' command may switch to, named by their folder name.",
+    )
+
+
 class MqttConfig(_Model):
     url: str = Field(
         "mqtt://127.0.0.1:1883",
@@ -50,6 +67,10 @@ class MqttConfig(_Model):
     username: str | None = Field(None, description="Broker user name.")
     password: SecretStr | None = Field(None, description="Broker password. Never logged.")
     prefix: str = Field("spikewire", description="Topic prefix: <prefix>/<device>/...")
+    home_assistant: HomeAssistantConfig = Field(
+        default_factory=lambda: HomeAssistantConfig(), title="Home Assistant discovery"
+    )
+    control: ControlConfig = Field(default_factory=lambda: ControlConfig(), title="Remote control")
     client_id: str | None = Field(None, description="MQTT client id; default spikewire-<device>.")
     protocol: Literal["3.1.1", "5"] = Field("5", description="MQTT protocol version.")
     keepalive_s: int = Field(30, ge=5, le=3600)

@@ -10,6 +10,7 @@ timestamps in ISO 8601. A breaking change bumps the major version in ``schema``.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -157,7 +158,9 @@ class Reply(Outcome):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-_ID = Field(None, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$", description="Correlation id, echoed in the answer.")
+ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+"""A correlation id is one topic level: ``<prefix>/<device>/response/<id>``."""
+_ID = Field(None, pattern=ID_PATTERN, description="Correlation id, echoed in the answer.")
 
 
 class _Command(_Payload):
@@ -260,6 +263,10 @@ class Topics:
 
     def set(self, pipeline: str) -> str:
         return f"{self.base}/{pipeline}/set"
+
+    @staticmethod
+    def valid_id(ident: str) -> bool:
+        return re.fullmatch(ID_PATTERN, ident) is not None
 
     @property
     def request(self) -> str:

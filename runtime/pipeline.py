@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import numpy as np
@@ -48,8 +49,6 @@ class Encoder(Protocol):
 
 
 Item = SampleBlock | EventBlock | RadarBlock | EndOfStream
-Computed = tuple[str, ChipResult, int] | EndOfStream | None
-"""What the worker hands the readout: (stream, chip result, captured_ns), an end of stream, or the end."""
 
 
 def split_batch(batch: SpikeBatch, step_us: int) -> list[SpikeBatch]:
@@ -83,6 +82,29 @@ class PipelineInfo:
 
 
 OnDecision = Callable[[Decision, Classification | None], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSwitch:
+    """A model compiled for this pipeline's chip and source (``runtime.switch``), for ``switch_model``."""
+
+    info: PipelineInfo
+    encoder: Encoder
+    chip: Chip
+    readout: Readout
+    batch_us: int | None
+
+
+Computed = tuple[str, ChipResult, int] | EndOfStream | ModelSwitch | None
+"""What the worker hands the readout: (stream, chip result, captured_ns), an end of stream, a model
+switch the worker has applied, or the end."""
+
+
+@dataclass(frozen=True, slots=True)
+class LastDecision:
+    label: str
+    score: float
+    at: datetime
 
 
 class Pipeline:
@@ -120,11 +142,22 @@ class Pipeline:
         self._seq = 0
         self._stream = ""
         self._source_error: Exception | None = None
+        # Control (runtime.mqtt.control): read and changed from the event loop only.
+        self.paused = False
+        """Decisions are still made (sources keep running, live buffers do not overflow) but not
+        published; telemetry counts them as ``paused``."""
+        self.last: LastDecision | None = None
+        self.on_state_change: list[Callable[[], None]] = []
+        """Called after a published decision, pause/resume, threshold or model change."""
+        self._pending_switch: ModelSwitch | None = None
+        self._switched: asyncio.Future[None] | None = None
+        self._running = False
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def run(self) -> None:
         """Run until the source ends or ``stop()``; raises the first stage error."""
+        self._running = True
         self._producer = asyncio.create_task(self._produce(), name=f"{self.info.name}-source")
         stages = [
             self._producer,
@@ -149,10 +182,71 @@ class Pipeline:
                 await telemetry
             self._emit_telemetry()  # the last partial interval is reported too
             self._executor.shutdown(wait=False)
+            self._running = False
+            if self._switched is not None and not self._switched.done():
+                self._switched.set_exception(RuntimeError("the pipeline stopped before the model switch"))
 
     def stop(self) -> None:
         if self._producer is not None:
             self._producer.cancel()
+
+    # -- control -----------------------------------------------------------------------
+
+    def set_paused(self, paused: bool) -> None:
+        self.paused = paused
+        self._state_changed()
+
+    @property
+    def min_confidence(self) -> float:
+        return self.readout.s.min_confidence
+
+    def set_min_confidence(self, value: float) -> None:
+        """Takes effect from the next decision (the readout reads it when it decides)."""
+        if not 0.0 <= value <= 1.0:
+            msg = f"min_confidence must be within [0, 1], got {value}"
+            raise ValueError(msg)
+        self.readout.s = dataclasses.replace(self.readout.s, min_confidence=value)
+        self._state_changed()
+
+    async def switch_model(self, switch: ModelSwitch) -> None:
+        """Run ``switch`` from the next input block on, with a fresh chip.
+
+        The worker thread swaps encoder and chip between two blocks (never under a running
+        kernel); the readout then decides what the old model had accumulated, under the old
+        model's name, and the new readout takes over. Returns once the swap is done.
+        """
+        if self._switched is not None and not self._switched.done():
+            msg = "a model switch is already in progress"
+            raise RuntimeError(msg)
+        if not self._running:
+            self._apply_switch(switch)
+            self._finish_switch(switch)
+            return
+        self._switched = asyncio.get_running_loop().create_future()
+        self._pending_switch = switch
+        await self._switched
+
+    def _apply_switch(self, switch: ModelSwitch) -> None:
+        self.encoder, self.chip, self.batch_us = switch.encoder, switch.chip, switch.batch_us
+        self._chip_run_split = getattr(switch.chip, "run_split", None)
+
+    def _finish_switch(self, switch: ModelSwitch) -> None:
+        # The live threshold (set by a user) outlives the model; the old readout's pending
+        # window is decided under the old model's name before the new one takes over.
+        for d in self.readout.end_of_stream(self._stream, None):
+            self._publish(d)
+        threshold = self.readout.s.min_confidence
+        self.readout = switch.readout
+        self.readout.s = dataclasses.replace(self.readout.s, min_confidence=threshold)
+        self.info = switch.info
+        self.telemetry.chip_latency_ms = switch.chip.latency_us / 1000
+        if self._switched is not None and not self._switched.done():
+            self._switched.set_result(None)
+        self._state_changed()
+
+    def _state_changed(self) -> None:
+        for callback in self.on_state_change:
+            callback()
 
     # -- stages ------------------------------------------------------------------------
 
@@ -194,6 +288,12 @@ class Pipeline:
         """Worker thread: encode and run the chip for a group of items, in order."""
         out: list[Computed] = []
         for item in group:
+            switch = self._pending_switch
+            if switch is not None:
+                # Cleared only here: the event loop sets the next one after this one finished.
+                self._pending_switch = None
+                self._apply_switch(switch)
+                out.append(switch)
             if isinstance(item, SampleBlock | EventBlock | RadarBlock):
                 batch = self.encoder.encode(item)
                 if self.batch_us is None:
@@ -223,6 +323,9 @@ class Pipeline:
                     for d in self.readout.end_of_stream(item.stream, item.label):
                         self._publish(d)
                     continue
+                if isinstance(item, ModelSwitch):
+                    self._finish_switch(item)
+                    continue
                 stream, result, captured_ns = item
                 self._stream = stream
                 self.telemetry.add_chip(result.stats)
@@ -239,9 +342,10 @@ class Pipeline:
     def _publish(self, d: Decision) -> None:
         now_ns = time.monotonic_ns()
         host_ms = (now_ns - d.captured_ns) / 1e6 if d.captured_ns else 0.0
-        self.telemetry.add_decision(d.gated, None if d.gated else host_ms)
+        paused = self.paused and not d.gated
+        self.telemetry.add_decision(d.gated, None if d.gated or paused else host_ms, paused=paused)
         payload: Classification | None = None
-        if not d.gated:
+        if not d.gated and not paused:
             self._seq += 1
             labels = self.info.labels
             now = utc_now()
@@ -264,6 +368,8 @@ class Pipeline:
             )
             for sink in self.sinks:
                 sink.offer(payload)
+            self.last = LastDecision(payload.label, payload.score, now)
+            self._state_changed()
         if self.on_decision is not None:
             self.on_decision(d, payload)
 

@@ -16,7 +16,7 @@ import errno
 import logging
 import re
 import ssl
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -262,14 +262,18 @@ class ConnectionLostError(aiomqtt.MqttError):
     """The connection dropped while we waited for the broker."""
 
 
-async def watch_connection(client: aiomqtt.Client) -> None:
+async def watch_connection(
+    client: aiomqtt.Client, on_message: Callable[[aiomqtt.Message], None] | None = None
+) -> None:
     """Return (with MqttError) when the connection drops.
 
     aiomqtt's message iterator is its public signal for a disconnect: it raises
-    MqttError then. We never subscribe, so it yields nothing before that.
+    MqttError then. The sink itself never subscribes; messages for the subscriptions of
+    its ``session_handlers`` (runtime.mqtt.session) go to ``on_message``, which must not block.
     """
-    async for _ in client.messages:
-        pass
+    async for message in client.messages:
+        if on_message is not None:
+            on_message(message)
 
 
 async def wait_event(event: asyncio.Event) -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 from mqtt_helpers import classification, status, telemetry
+from tests_contract_util import load_validator
 
 from runtime.contract import SCHEMA_KINDS, Outcome, Reply, State, dump, schema_files, shipped_schema_dir, utc_now
-from tests_contract_util import load_validator
 
 
 def test_shipped_files_equal_the_models() -> None:
