@@ -119,6 +119,8 @@ class MqttSink:
         # Hook for runtime.mqtt.session (control, state, discovery; owner B): each handler runs
         # as a task for the life of every connection (subscribe, read messages), cancelled at its end.
         self.session_handlers: list[Callable[[aiomqtt.Client], Coroutine[Any, Any, None]]] = []
+        self.on_message: Callable[[aiomqtt.Message], None] | None = None
+        """Gets every incoming message (for the handlers' subscriptions); must not block."""
 
     @property
     def broker(self) -> str:
@@ -283,7 +285,7 @@ class MqttSink:
             attempt = 0
             self._client = client
             self._on_connected()
-            lost = asyncio.create_task(watch_connection(client))
+            lost = asyncio.create_task(watch_connection(client, self.on_message))
             sessions = [asyncio.create_task(handler(client)) for handler in self.session_handlers]
             try:
                 await self._publish(client, lost, self._topics.availability, AVAILABLE, 1, retain=True)
