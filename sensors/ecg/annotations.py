@@ -24,6 +24,43 @@ V/E ventricular, F fusion, e/j escape, / paced, f paced fusion, Q unclassifiable
 RHYTHM_SYMBOL = "+"
 
 
+def _definitions(potential_definition_inds: set[int], aux_note: list[str | None]) -> tuple[object, object]:
+    """``wfdb.io.annotation.interpret_defintion_annotations`` without its endless loop.
+
+    wfdb 4.3's version never advances past a ``## `` note that is neither a time resolution (once one
+    was found) nor a type-definition block, so a damaged ``.atr`` hung ``rdann`` forever (found by the
+    fuzz suite). Same results otherwise; a definition block without its end marker is an error here.
+    """
+    rx_fs, rx_label = wfdb.io.annotation.rx_fs, wfdb.io.annotation.rx_custom_label
+    fs: float | None = None
+    labels: list[tuple[int, str, str]] = []
+    notes = [note or "" for note in aux_note]
+    i = 0
+    while i < len(potential_definition_inds):
+        note = notes[i]
+        if note.startswith("## ") and not fs and (found := rx_fs.findall(note)):
+            fs = float(found[0])
+            fs = int(fs) if round(fs, 8) == float(int(fs)) else fs
+        elif note == "## annotation type definitions":
+            i += 1
+            while i < len(notes) and notes[i] != "## end of definitions":
+                match = rx_label.findall(notes[i])
+                if not match:
+                    msg = f"malformed annotation type definition {notes[i]!r}"
+                    raise ValueError(msg)
+                labels.append((int(match[0][0]), match[0][1], match[0][2]))
+                i += 1
+            if i >= len(notes):
+                msg = "annotation type definitions lack '## end of definitions'"
+                raise ValueError(msg)
+        i += 1
+    return fs, (labels or None)
+
+
+if hasattr(wfdb.io.annotation, "interpret_defintion_annotations"):
+    wfdb.io.annotation.interpret_defintion_annotations = _definitions
+
+
 @dataclass(frozen=True, slots=True)
 class Annotations:
     """Annotations of one record, sorted by ``sample`` (index into the record's signals)."""
