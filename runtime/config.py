@@ -38,7 +38,13 @@ class TlsConfig(_Model):
         None, title="Client certificate", description="PEM client certificate for mutual TLS."
     )
     key_file: Path | None = Field(None, title="Client key", description="PEM private key of the client certificate.")
-    insecure: bool = Field(False, description="Skip hostname verification. For lab brokers only.")
+    insecure: bool = Field(
+        False,
+        description=(
+            "UNSAFE: skip hostname verification (the chain is still checked), so anyone holding a "
+            "certificate from that CA can pose as the broker. Hostname checking is on by default; lab brokers only."
+        ),
+    )
 
 
 class HomeAssistantConfig(_Model):
@@ -62,10 +68,37 @@ class MqttConfig(_Model):
     url: str = Field(
         "mqtt://127.0.0.1:1883",
         title="Broker URL",
-        description="mqtt://host[:port] or mqtts://host[:port] (TLS, default port 8883).",
+        description=(
+            "mqtt://host[:port], mqtts://host[:port] (TLS, default port 8883), or MQTT over WebSockets "
+            "ws://host[:port][/path] / wss://... (path default /mqtt)."
+        ),
     )
     username: str | None = Field(None, description="Broker user name.")
-    password: SecretStr | None = Field(None, description="Broker password. Never logged.")
+    password: SecretStr | None = Field(None, description="Broker password (or SPIKEWIRE_MQTT__PASSWORD). Never logged.")
+    password_file: Path | None = Field(
+        None,
+        title="Password file",
+        description=(
+            "File holding the broker password (e.g. a systemd LoadCredential path, "
+            "$CREDENTIALS_DIRECTORY/mqtt-password), read at start; one trailing newline is stripped. "
+            "Exclusive with password."
+        ),
+    )
+    clean_session: bool = Field(
+        True,
+        description=(
+            "False: a persistent session (MQTT 3.1.1 clean_session=0, MQTT 5 clean_start=0 with a session "
+            "expiry), so the broker keeps the session's QoS 1 state across reconnects. Needs a fixed client_id."
+        ),
+    )
+    session_expiry_s: int = Field(
+        3600, ge=0, description="MQTT 5, persistent session: how long the broker keeps it after a disconnect."
+    )
+    message_expiry_s: int | None = Field(
+        None,
+        ge=1,
+        description="MQTT 5: message expiry interval set on classifications (the broker discards them after it).",
+    )
     prefix: str = Field("spikewire", description="Topic prefix: <prefix>/<device>/...")
     home_assistant: HomeAssistantConfig = Field(
         default_factory=lambda: HomeAssistantConfig(), title="Home Assistant discovery"
@@ -83,12 +116,40 @@ class MqttConfig(_Model):
     )
     reconnect_min_s: float = Field(0.5, gt=0, description="First reconnect delay; doubles up to the cap.")
     reconnect_max_s: float = Field(30.0, gt=0, description="Cap of the reconnect delay.")
+    overflow: Literal["drop_oldest", "drop_newest"] = Field(
+        "drop_oldest", description="When the buffer (or spool) is full: which message is dropped (and counted)."
+    )
+    spool_dir: Path | None = Field(
+        None,
+        title="Spool directory",
+        description=(
+            "Keep queued messages in an append-only file here, so a restart during an outage loses nothing; "
+            "None keeps them in memory only (buffer_size)."
+        ),
+    )
+    spool_max_mb: float = Field(64.0, gt=0, description="Bound of the messages waiting in the spool, in MiB.")
+    spool_fsync: Literal["always", "interval", "never"] = Field(
+        "interval",
+        description=(
+            "always: fsync every record (survives power loss); interval: at most every spool_fsync_interval_ms; "
+            "never: leave it to the OS (survives a crash of the daemon, not of the machine)."
+        ),
+    )
+    spool_fsync_interval_ms: float = Field(200.0, gt=0, description="spool_fsync=interval: longest time unsynced.")
 
     @field_validator("url")
     @classmethod
     def _scheme(cls, v: str) -> str:
-        if not v.startswith(("mqtt://", "mqtts://")):
-            msg = f"must start with mqtt:// or mqtts://, got {v!r}"
+        if not v.startswith(("mqtt://", "mqtts://", "ws://", "wss://")):
+            msg = f"must start with mqtt://, mqtts://, ws:// or wss://, got {v!r}"
+            raise ValueError(msg)
+        return v
+
+    @field_validator("password_file")
+    @classmethod
+    def _one_password(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        if v is not None and info.data.get("password") is not None:
+            msg = "set either password or password_file, not both"
             raise ValueError(msg)
         return v
 

@@ -43,7 +43,9 @@ def test_unknown_field_is_named_with_its_path(tmp_path: Path) -> None:
 
 
 def test_wrong_value_and_wrong_kind(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"mqtt\.url: Value error, must start with mqtt:// or mqtts://"):
+    with pytest.raises(
+        ConfigError, match=r"mqtt\.url: Value error, must start with mqtt://, mqtts://, ws:// or wss://"
+    ):
         load_settings(write(tmp_path, GOOD.replace("mqtt://broker", "http://broker")))
     with pytest.raises(
         ConfigError, match=r"pipelines\.0\.source: Input tag 'camera' found using 'kind' does not match"
