@@ -257,14 +257,29 @@ def describe_failure(exc: BaseException, options: ConnectOptions) -> Failure:
 
 # -- watching a connection (aiomqtt's publish does not, see sink.py) ------------------
 
+# What ``aiomqtt.Client.publish`` guarantees (read in aiomqtt 2.5.1 / paho-mqtt 2.2 source):
+#
+# - it calls paho's ``publish`` and then waits for an event that paho's ``on_publish``
+#   sets. paho calls ``on_publish`` for QoS 1 on PUBACK and for QoS 2 on PUBCOMP
+#   (``_handle_pubackcomp``), and for QoS 0 as soon as the packet is written to the
+#   socket (``_packet_write``). So a QoS 1 ``publish`` returns only once the broker has
+#   acknowledged the message.
+# - it ignores the PUBACK reason code: an MQTT 5 PUBACK that reports an error (e.g. 0x87,
+#   not authorized by an ACL) still counts as published. We cannot see that.
+# - its wait does not end when the connection drops. It ends only at the client time-out
+#   (measured: a broker SIGKILLed under a QoS 1 stream was noticed by aiomqtt at once,
+#   but the pending ``publish`` returned 5 s later, at its time-out). Each publish here
+#   therefore races a watcher that sees the disconnect, and a time-out counts as a dead
+#   connection.
+# - while disconnected, paho's ``publish`` returns ``MQTT_ERR_NO_CONN`` and aiomqtt raises
+#   ``MqttCodeError`` immediately.
+
 
 class ConnectionLostError(aiomqtt.MqttError):
     """The connection dropped while we waited for the broker."""
 
 
-async def watch_connection(
-    client: aiomqtt.Client, on_message: Callable[[aiomqtt.Message], None] | None = None
-) -> None:
+async def watch_connection(client: aiomqtt.Client, on_message: Callable[[aiomqtt.Message], None] | None = None) -> None:
     """Return (with MqttError) when the connection drops.
 
     aiomqtt's message iterator is its public signal for a disconnect: it raises

@@ -7,22 +7,7 @@ publish the buffer head by head. A message leaves the buffer only once ``publish
 returned, so a message in flight when the connection drops is sent again after the
 reconnect: at-least-once, subscribers dedupe by ``seq``.
 
-What ``aiomqtt.Client.publish`` guarantees (read in aiomqtt 2.5.1 / paho-mqtt 2.2 source):
-
-- it calls paho's ``publish`` and then waits for an event that paho's ``on_publish``
-  sets. paho calls ``on_publish`` for QoS 1 on PUBACK and for QoS 2 on PUBCOMP
-  (``_handle_pubackcomp``), and for QoS 0 as soon as the packet is written to the
-  socket (``_packet_write``). So a QoS 1 ``publish`` returns only once the broker has
-  acknowledged the message.
-- it ignores the PUBACK reason code: an MQTT 5 PUBACK that reports an error (e.g. 0x87,
-  not authorized by an ACL) still counts as published. We cannot see that.
-- its wait does not end when the connection drops. It ends only at the client time-out
-  (measured: a broker SIGKILLed under a QoS 1 stream was noticed by aiomqtt at once,
-  but the pending ``publish`` returned 5 s later, at its time-out). Each publish here
-  therefore races a watcher that sees the disconnect, and a time-out counts as a dead
-  connection.
-- while disconnected, paho's ``publish`` returns ``MQTT_ERR_NO_CONN`` and aiomqtt raises
-  ``MqttCodeError`` immediately.
+Why each publish races a connection watcher: see ``runtime/mqtt/connection.py``.
 
 Each connection attempt gets a new ``aiomqtt.Client``. A reused paho client re-sends
 its own unacknowledged messages after a reconnect. That would make a second retry
@@ -57,8 +42,8 @@ from runtime.mqtt.connection import (
     wait_event,
     watch_connection,
 )
-from runtime.mqtt.queue import MemoryQueue, Message, MessageQueue
-from runtime.mqtt.spool import SpoolQueue
+from runtime.mqtt.queue import Message, MessageQueue
+from runtime.mqtt.spool import open_queue
 from runtime.sinks.base import Sink, SinkStats
 
 log = logging.getLogger(__name__)
@@ -69,18 +54,6 @@ UNAVAILABLE = b"offline"
 _GOODBYE_TIMEOUT_S = 2.0
 # A client stuck in a graceful disconnect from a hung broker is abandoned after this.
 _RELEASE_TIMEOUT_S = 1.0
-
-
-def open_queue(config: MqttConfig) -> MessageQueue:
-    """The disk spool if ``spool_dir`` is set, else memory; ``SpoolError`` names the problem."""
-    if config.spool_dir is None:
-        return MemoryQueue(config.buffer_size)
-    return SpoolQueue(
-        config.spool_dir,
-        max_bytes=int(config.spool_max_mb * 1024 * 1024),
-        fsync=config.spool_fsync,
-        fsync_interval_ms=config.spool_fsync_interval_ms,
-    )
 
 
 class MqttSink:

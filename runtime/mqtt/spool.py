@@ -44,7 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from runtime.mqtt.queue import Message
+from runtime.config import MqttConfig
+from runtime.mqtt.queue import MemoryQueue, Message, MessageQueue
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,18 @@ def _read_ack(path: Path, file_id: bytes, size: int) -> int:
     if ack_id != file_id:
         return HEADER_BYTES
     return min(max(offset, HEADER_BYTES), size)
+
+
+def open_queue(config: MqttConfig) -> MessageQueue:
+    """The disk spool if ``spool_dir`` is set, else memory; ``SpoolError`` names the problem."""
+    if config.spool_dir is None:
+        return MemoryQueue(config.buffer_size)
+    return SpoolQueue(
+        config.spool_dir,
+        max_bytes=int(config.spool_max_mb * 1024 * 1024),
+        fsync=config.spool_fsync,
+        fsync_interval_ms=config.spool_fsync_interval_ms,
+    )
 
 
 class SpoolQueue:
