@@ -54,6 +54,18 @@ def _size(value: str) -> tuple[int, int]:
     return w, h
 
 
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError as exc:
+        msg = f"expected a positive integer, got {value!r}"
+        raise argparse.ArgumentTypeError(msg) from exc
+    if n < 1:
+        msg = f"expected a positive integer, got {value!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return n
+
+
 def _on_off(value: str) -> bool:
     if value not in ("on", "off"):
         msg = f"expected on or off, got {value!r}"
@@ -120,6 +132,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="TI mmWave radar captures: chirp parameters, a preset ('openradar') or a mmWave SDK .cfg file",
     )
     rp.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    rp.add_argument(
+        "--report", type=Path, default=None, metavar="DIR", help="write summary.json and figures (PNG) into DIR"
+    )
+    rp.add_argument("--report-records", type=_positive_int, default=10_000, help="decision records kept for --report")
+    rp.add_argument("--workers", type=_positive_int, default=1, help="replay the files in N processes (or tasks)")
+    rp.add_argument(
+        "--executor",
+        choices=["process", "ray", "dask"],
+        default="process",
+        help="where the --workers shards run: local processes, or a Ray or Dask cluster",
+    )
+    rp.add_argument(
+        "--executor-address", default=None, help="Ray/Dask cluster to join (default: a local one of --workers)"
+    )
 
     md = sub.add_parser("models", help="list, show or check model bundles")
     md_sub = md.add_subparsers(dest="action", required=True)
@@ -287,7 +313,12 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         event_format=args.format,
         chirp=args.chirp,
         device=args.device,
-        progress=sys.stderr.isatty(),
+        progress=sys.stderr.isatty() and args.workers == 1,
+        report_dir=args.report,
+        max_records=args.report_records,
+        workers=args.workers,
+        executor=args.executor,
+        executor_address=args.executor_address,
     )
     summary = run_replay(opts)
     if args.json:

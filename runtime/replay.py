@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from runtime.config import (
 from runtime.contract import Classification
 from runtime.pipeline import status_payload
 from runtime.readout import Decision, Mode
+from runtime.replay_record import ReplayTrace, ShardResult, TracingCounters
 from runtime.scoring import BeatTally
 from runtime.sinks.base import Sink
 from runtime.telemetry import percentiles
@@ -61,21 +61,17 @@ class ReplayOptions:
     device: str = "replay"
     progress: bool = False
     sinks: list[Sink] = field(default_factory=list)
-
-
-@dataclass
-class _Tally:
-    """Scoring only; decision counts and latencies are the pipeline's telemetry totals."""
-
-    scored: int = 0
-    correct: int = 0
-    energy_uj: float = 0.0
-    """Chip energy summed over decision windows (not the whole stream's)."""
-    confusion: Counter[tuple[str, str]] = field(default_factory=Counter)
-    events: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
-    """Per stream: (decision time µs, label), for scoring against annotations by time."""
-    windows: dict[str, list[tuple[int, int, str]]] = field(default_factory=dict)
-    """Per stream: (window start µs, end µs, label), for scoring radar windows against pseudo-labels."""
+    report_dir: Path | None = None
+    """Write ``summary.json`` and figures here (needs the ``report`` extra: matplotlib)."""
+    workers: int = 1
+    """Replay the files in this many processes (or Ray/Dask tasks), in ordered shards."""
+    executor: Literal["process", "ray", "dask"] = "process"
+    executor_address: str | None = None
+    """Ray or Dask: the cluster to join (default: start a local one with ``workers`` workers)."""
+    max_records: int = 10_000
+    """Per-decision records kept for the report (the first ones); everything else is binned."""
+    pipeline_name: str = "replay"
+    mqtt_client_id: str | None = None
 
 
 def _progress(n_done: int, n_files: int, t0: float) -> None:
@@ -104,13 +100,14 @@ def _source_config(opts: ReplayOptions, block_ms: float) -> SourceConfig:
     return AudioFileSourceConfig(paths=list(opts.paths), speed=opts.speed, block_ms=block_ms)
 
 
-async def replay(opts: ReplayOptions) -> dict[str, Any]:
+async def replay_shard(opts: ReplayOptions) -> ShardResult:
+    """Replay ``opts.paths`` through one pipeline and return what was measured, unsummarised."""
     labels = read_labels(opts.labels_csv, opts.label_column) if opts.labels_csv else None
     manifest = read_manifest(resolve(opts.model) / "manifest.toml")
     block_ms = opts.block_ms or (100.0 if opts.speed == "max" else 20.0)
     mode = opts.readout_mode or manifest.readout.mode or "auto"
     cfg = PipelineConfig(
-        name="replay",
+        name=opts.pipeline_name,
         source=_source_config(opts, block_ms),
         model=opts.model,
         chip=opts.chip,
@@ -123,24 +120,33 @@ async def replay(opts: ReplayOptions) -> dict[str, Any]:
     if opts.mqtt_url:
         from runtime.mqtt.sink import MqttSink
 
-        sinks.append(MqttSink(MqttConfig(url=opts.mqtt_url), opts.device))
-    tally = _Tally()
+        sinks.append(MqttSink(MqttConfig(url=opts.mqtt_url, client_id=opts.mqtt_client_id), opts.device))
+    trace = ReplayTrace(max_records=opts.max_records)
     t0 = time.monotonic()
 
     def on_decision(d: Decision, payload: Classification | None) -> None:
-        tally.energy_uj += d.energy_uj
+        predicted = pipeline.info.labels[d.label_index]
+        # The telemetry has just appended this decision's host latency (gated ones have none).
+        latency_ms = None if d.gated else pipeline.telemetry.total.host_latency_ms[-1]
+        trace.add_decision(
+            d.stream, d.start_us, d.end_us, predicted, d.truth, d.score, d.energy_uj, latency_ms, d.gated
+        )
         t_us = d.start_us if mode == "beat" else (d.start_us + d.end_us) // 2
-        tally.events.setdefault(d.stream, []).append((t_us, pipeline.info.labels[d.label_index]))
-        tally.windows.setdefault(d.stream, []).append((d.start_us, d.end_us, pipeline.info.labels[d.label_index]))
+        out.events.setdefault(d.stream, []).append((t_us, predicted))
+        out.windows.setdefault(d.stream, []).append((d.start_us, d.end_us, predicted))
         if d.truth is not None:
-            predicted = pipeline.info.labels[d.label_index]
-            tally.scored += 1
-            tally.correct += int(predicted == d.truth)
-            tally.confusion[(d.truth, predicted)] += 1
+            out.scored += 1
+            out.correct += int(predicted == d.truth)
+            out.confusion[(d.truth, predicted)] += 1
         if opts.progress:
             _progress(pipeline.telemetry.total.decisions, source.n_files, t0)
 
     pipeline = build_pipeline(cfg, opts.device, sinks, labels=labels, on_error="skip", on_decision=on_decision)
+    pipeline.telemetry.total = TracingCounters(trace=trace)
+    info = pipeline.info
+    chip: Any = pipeline.chip
+    mismatch = bool(getattr(chip.compiled.report, "mismatch", False))
+    out = ShardResult(model=info.model, chip=info.chip, mismatch=mismatch, labels=list(info.labels), trace=trace)
     source: Any = pipeline.source
     status = status_payload(opts.device, [pipeline])
     for sink in sinks:
@@ -150,62 +156,78 @@ async def replay(opts: ReplayOptions) -> dict[str, Any]:
     finally:
         for sink in sinks:
             await sink.close(drain_timeout_s=30.0)
-    wall_s = time.monotonic() - t0
+    out.wall_s = time.monotonic() - t0
     if opts.progress:
         sys.stderr.write("\n")
-    summary = _summary(pipeline, source, tally, wall_s, labels is not None, sinks)
+    total = pipeline.telemetry.total
+    out.n_files, out.skipped_files = int(source.n_files), int(source.skipped_files)
+    out.errors = [str(e) for e in source.errors]
+    out.decisions, out.stream_us, out.input_events = total.decisions, total.stream_us, total.input_events
+    out.spikes, out.sops, out.latency_ms = total.spikes, total.sops, list(total.host_latency_ms)
+    out.events_read = getattr(source, "events_read", None)
+    out.drops = pipeline.drops()
+    out.sinks = {s.name: {"delivered": s.stats().delivered, "dropped": s.stats().dropped} for s in sinks}
+    return out
+
+
+def summarize(opts: ReplayOptions, shards: Sequence[ShardResult], wall_s: float) -> tuple[dict[str, Any], ReplayTrace]:
+    """The replay's summary (what ``--json`` prints) from its shards, merged in file order, and the trace."""
+    r = ShardResult.merge(shards, opts.max_records)
+    manifest = read_manifest(resolve(opts.model) / "manifest.toml")
+    labelled = opts.labels_csv is not None
+    summary = _summary(r, wall_s, labelled)
     if manifest.model.modality == "ecg":
-        summary.update(score_annotated(tally.events, pipeline.info.labels, manifest.training.get("held_out")))
+        summary.update(score_annotated(r.events, r.labels, manifest.training.get("held_out")))
     if manifest.model.modality == "radar":
         from runtime.radar_scoring import score_windows
 
-        summary["windows"] = score_windows(tally.windows, labels, pipeline.info.labels, manifest.training)
-    return summary
+        labels = read_labels(opts.labels_csv, opts.label_column) if opts.labels_csv else None
+        summary["windows"] = score_windows(r.windows, labels, r.labels, manifest.training)
+    return summary, r.trace
 
 
-def _summary(
-    pipeline: Any, source: Any, tally: _Tally, wall_s: float, labelled: bool, sinks: list[Sink]
-) -> dict[str, Any]:
-    total = pipeline.telemetry.total
-    stream_s = total.stream_us / 1e6
-    lat = percentiles(total.host_latency_ms)
+def _summary(r: ShardResult, wall_s: float, labelled: bool) -> dict[str, Any]:
+    stream_s = r.stream_us / 1e6
+    lat = percentiles(r.latency_ms)
     per_class: dict[str, dict[str, float | int | None]] = {}
     if labelled:
-        for lab in pipeline.info.labels:
-            n = sum(v for (t, _), v in tally.confusion.items() if t == lab)
-            hit = tally.confusion[(lab, lab)]
-            predicted = sum(v for (_, p), v in tally.confusion.items() if p == lab)
+        for lab in r.labels:
+            n = sum(v for (t, _), v in r.confusion.items() if t == lab)
+            hit = r.confusion[(lab, lab)]
+            predicted = sum(v for (_, p), v in r.confusion.items() if p == lab)
             per_class[lab] = {
                 "n": n,
                 "sensitivity": hit / n if n else None,
                 "ppv": hit / predicted if predicted else None,
             }
+    chip_energy_uj = r.trace.chip_energy.value
+    events_read = r.events_read
     return {
-        "model": pipeline.info.model,
-        "chip": pipeline.info.chip,
-        "mismatch": bool(getattr(pipeline.chip.compiled.report, "mismatch", False)),
-        "files": int(source.n_files) - int(source.skipped_files),
-        "skipped_files": int(source.skipped_files),
-        "errors": [str(e) for e in source.errors],
-        "decisions": total.decisions,
-        "scored": tally.scored,
-        "accuracy": tally.correct / tally.scored if labelled and tally.scored else None,
+        "model": r.model,
+        "chip": r.chip,
+        "mismatch": r.mismatch,
+        "files": r.n_files - r.skipped_files,
+        "skipped_files": r.skipped_files,
+        "errors": r.errors,
+        "decisions": r.decisions,
+        "scored": r.scored,
+        "accuracy": r.correct / r.scored if labelled and r.scored else None,
         "per_class": per_class or None,
-        "confusion": {f"{t}->{p}": n for (t, p), n in sorted(tally.confusion.items())} or None,
+        "confusion": {f"{t}->{p}": n for (t, p), n in sorted(r.confusion.items())} or None,
         "stream_s": stream_s,
         "wall_s": wall_s,
         "rtf": stream_s / wall_s if wall_s > 0 else None,
         "latency_ms": {"p50": lat.p50, "p95": lat.p95, "p99": lat.p99},
-        "energy_uj_per_decision": tally.energy_uj / total.decisions if total.decisions else None,
-        "power_mw_mean": total.energy_uj / stream_s * 1e-3 if stream_s > 0 else None,
-        "events_read": getattr(source, "events_read", None),
-        "events_read_per_s_wall": getattr(source, "events_read", 0) / wall_s if wall_s > 0 else None,
-        "chip_input_events": total.input_events,
-        "chip_input_events_per_s_wall": total.input_events / wall_s if wall_s > 0 else None,
-        "drops": pipeline.drops(),
-        "sops_per_s": total.sops / stream_s if stream_s > 0 else None,
-        "spikes_per_s": total.spikes / stream_s if stream_s > 0 else None,
-        "sinks": {s.name: {"delivered": s.stats().delivered, "dropped": s.stats().dropped} for s in sinks},
+        "energy_uj_per_decision": r.trace.decision_energy.value / r.decisions if r.decisions else None,
+        "power_mw_mean": chip_energy_uj / stream_s * 1e-3 if stream_s > 0 else None,
+        "events_read": events_read,
+        "events_read_per_s_wall": (events_read or 0) / wall_s if wall_s > 0 else None,
+        "chip_input_events": r.input_events,
+        "chip_input_events_per_s_wall": r.input_events / wall_s if wall_s > 0 else None,
+        "drops": r.drops,
+        "sops_per_s": r.sops / stream_s if stream_s > 0 else None,
+        "spikes_per_s": r.spikes / stream_s if stream_s > 0 else None,
+        "sinks": r.sinks,
     }
 
 
@@ -256,5 +278,37 @@ def score_annotated(
     }
 
 
+async def replay(opts: ReplayOptions) -> dict[str, Any]:
+    """Replay in this process (``opts.workers`` and ``opts.executor`` are for ``run_replay``)."""
+    _check_report(opts)
+    t0 = time.monotonic()
+    shard = await replay_shard(opts)
+    return _finish(opts, [shard], time.monotonic() - t0)
+
+
+def _check_report(opts: ReplayOptions) -> None:
+    if opts.report_dir is not None:
+        from runtime.report import require_matplotlib
+
+        require_matplotlib()  # before the replay, not after it
+
+
+def _finish(opts: ReplayOptions, shards: Sequence[ShardResult], wall_s: float) -> dict[str, Any]:
+    summary, trace = summarize(opts, shards, wall_s)
+    if opts.report_dir is not None:
+        from runtime.report import write_report
+
+        write_report(opts.report_dir, summary, trace)
+    return summary
+
+
 def run_replay(opts: ReplayOptions) -> dict[str, Any]:
-    return asyncio.run(replay(opts))
+    """Replay serially, or in ``opts.workers`` processes / on a Ray or Dask cluster, and summarise."""
+    if opts.workers == 1 and opts.executor == "process":
+        return asyncio.run(replay(opts))
+    from runtime.replay_parallel import replay_sharded
+
+    _check_report(opts)
+    t0 = time.monotonic()
+    shards = replay_sharded(opts)
+    return _finish(opts, shards, time.monotonic() - t0)
