@@ -181,6 +181,12 @@ def _read_header(base: Path) -> wfdb.Record:
     if not header.n_sig:
         msg = f"{hea}: header declares no signals"
         raise InputError(msg)
+    specs = (header.fmt, header.file_name, header.sig_name)
+    if any(spec is None or len(spec) != header.n_sig for spec in specs):
+        # wfdb accepts a record line without its signal lines and leaves these None (found by the fuzz suite).
+        found = len(header.fmt or ())
+        msg = f"{hea}: header declares {header.n_sig} signal(s) but has {found} signal line(s)"
+        raise InputError(msg)
     return header
 
 

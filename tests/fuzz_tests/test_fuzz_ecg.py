@@ -210,3 +210,13 @@ def test_edf_negative_header_size(work: Path) -> None:
     path = work / "negative_header.edf"
     path.write_bytes(bytes(data))
     assert guarded("ecg:edf", lambda: read_all(path), names=str(path)).error is not None
+
+
+def test_wfdb_header_without_signal_lines(work: Path) -> None:
+    """Found by the fuzzer: 'rec 2' (two signals declared, no signal lines) gave a bare TypeError."""
+    files = dict(wfdb_seed("16"))
+    files[".hea"] = b"rec 2"
+    base = _write_record(work / "no_signal_lines", files)
+    outcome = guarded("ecg:wfdb", lambda: read_all(base.with_suffix(".hea")), names=str(base))
+    assert outcome.error is not None
+    assert "signal line" in str(outcome.error)
