@@ -80,8 +80,10 @@ def _decode(payload: bytes) -> dict[str, Any] | Invalid:
 def _invalid(data: dict[str, Any], exc: ValidationError) -> Invalid:
     problems = []
     for err in exc.errors():
-        # Drop the union tag pydantic puts in the path ("threshold.min_confidence" -> "min_confidence").
-        loc = [str(p) for p in err["loc"] if str(p) != str(data.get("command"))]
+        # Drop the union tag pydantic puts first in the path ("threshold.min_confidence" -> "min_confidence").
+        loc = [str(p) for p in err["loc"]]
+        if len(loc) > 1 and loc[0] == str(data.get("command")):
+            loc = loc[1:]
         problems.append(f"{'.'.join(loc) or 'command'}: {err['msg']}")
     ident = data.get("id")
     command = data.get("command")

@@ -20,7 +20,7 @@ from typing import Any
 
 from runtime.contract import Topics
 
-ORIGIN = {"name": "spikewire", "url": "https://github.com/spikewire/spikewire"}
+ORIGIN = {"name": "spikewire"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +62,8 @@ def discovery_entities(
                     "state_topic": state,
                     "value_template": "{{ value_json.label }}",
                     "icon": "mdi:label-outline",
+                    # The whole state (score, model, paused, threshold) as attributes.
                     "json_attributes_topic": state,
-                    "json_attributes_template": "{{ {'score': value_json.score, 'model': value_json.model} | tojson }}",
                 },
             ),
             (
@@ -109,7 +109,9 @@ def discovery_entities(
                 {
                     "name": f"{name} paused",
                     "state_topic": state,
-                    "value_template": "{{ 'ON' if value_json.paused else 'OFF' }}",
+                    "value_template": "{{ value_json.paused }}",
+                    "payload_on": "True",
+                    "payload_off": "False",
                     "icon": "mdi:pause-circle-outline",
                 },
             ),
@@ -119,7 +121,6 @@ def discovery_entities(
             config.update(
                 {
                     "unique_id": f"{node}_{object_id}",
-                    "object_id": f"{node}_{object_id}",
                     "availability_topic": topics.availability,
                     "payload_available": "online",
                     "payload_not_available": "offline",

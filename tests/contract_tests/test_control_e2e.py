@@ -12,6 +12,7 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
+from ha_parse import parse_discovery, render
 from mqtt_helpers import Broker, Collector, Received, publish
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -158,6 +159,34 @@ async def test_status_and_reload_requests(daemon: Daemon) -> None:
     daemon.config.write_text(daemon.config.read_text().replace("speed = 4.0", "speed = 'fast'"))
     broken = await daemon.request({"command": "reload", "id": "rl-2"})
     assert broken["ok"] is False and "speed" in str(broken["error"]), broken
+
+
+async def test_home_assistant_discovery(daemon: Daemon) -> None:
+    """HA's view: configs accepted, templates render against the daemon's real messages, and the
+    configs come again when HA announces itself online."""
+    found = await daemon.sub.wait_for(
+        lambda ms: len(of(ms, "/config")) >= 5 and bool(of(ms, "/kws/telemetry")) and bool(of(ms, "/kws/state"))
+    )
+    configs = {m.topic: m for m in of(found, "/config")}
+    assert len(configs) == 5
+    async with Collector(daemon.broker.host, daemon.broker.port, "homeassistant/+/+/+/config") as late:
+        retained = await late.wait_for(lambda ms: len(ms) >= 5)
+    assert {m.topic for m in retained if m.retain} == set(configs)
+    latest = {"state": of(found, "/kws/state")[-1].payload, "telemetry": of(found, "/kws/telemetry")[-1].payload}
+    unique_ids = set()
+    for topic, message in configs.items():
+        component, config = parse_discovery(topic, message.payload)
+        assert config["availability_topic"] == f"{BASE}/availability"
+        unique_ids.add(config["unique_id"])
+        value = render(config["value_template"], latest[config["state_topic"].rsplit("/", 1)[1]])
+        if component == "binary_sensor":
+            assert value in (config["payload_on"], config["payload_off"])
+        elif "state_class" in config and value != "None":  # HA reads "None" as unknown
+            float(value)
+    assert len(unique_ids) == 5
+    before = len(of(daemon.sub.messages, "/config"))
+    await daemon.send("homeassistant/status", "online")
+    await daemon.sub.wait_for(lambda ms: len(of(ms, "/config")) >= before + 5)
 
 
 async def aiomqtt_messages(client: aiomqtt.Client) -> AsyncIterator[aiomqtt.Message]:
