@@ -5,6 +5,11 @@ The pydantic models below are the single source of truth for what subscribers se
 (``spikewire.<kind>/<major>``), the device and pipeline, a ``seq`` that increases by
 exactly one per message of that kind and pipeline (so a gap is visible), and UTC
 timestamps in ISO 8601. A breaking change bumps the major version in ``schema``.
+
+Besides what the daemon publishes (classification, telemetry, status, state, reply) the
+commands it accepts are models here too (``SetCommand`` on ``.../<pipeline>/set``,
+``Request`` on ``.../request``; see ``runtime.mqtt.control``). ``schema_files()`` is the
+exact text of the shipped ``runtime/schemas/<kind>.schema.json``.
 """
 
 from __future__ import annotations

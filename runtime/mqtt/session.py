@@ -46,12 +46,16 @@ _INBOX_SIZE = 64
 class ControlSession:
     def __init__(
         self,
-        controller: Controller | None,
+        controller: Controller,
         pipelines: Callable[[], Mapping[str, Pipeline]],
         discovery: list[DiscoveryEntity] | None = None,
         ha_status_topic: str | None = None,
+        *,
+        commands: bool = True,
     ) -> None:
         self.controller = controller
+        self.commands = commands
+        """Accept commands; without, the session still publishes state (HA reads it) and discovery."""
         self.pipelines = pipelines
         self.discovery = discovery or []
         self.ha_status_topic = ha_status_topic
@@ -98,7 +102,7 @@ class ControlSession:
     async def _session(self, client: aiomqtt.Client) -> None:
         while not self._inbox.empty():  # left from the previous connection: its answers cannot be sent
             self._inbox.get_nowait()
-        if self.controller is not None:
+        if self.commands:
             topics = self.controller.topics
             await client.subscribe(topics.set("+"), qos=1)
             await client.subscribe(topics.request, qos=1)
@@ -124,8 +128,6 @@ class ControlSession:
             log.info("Home Assistant discovery: %d entities published", len(self.discovery))
 
     async def _publish_states(self, client: aiomqtt.Client) -> None:
-        if self.controller is None:
-            return
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), _WATCH_EVERY_S)
@@ -154,7 +156,7 @@ class ControlSession:
                 await self._publish_discovery(client)
             return
         controller = self.controller
-        if controller is None:
+        if not self.commands:
             return
         try:
             if topic == controller.topics.request:
@@ -214,9 +216,7 @@ def attach_control(settings: Settings, sinks: Sequence[Sink], service: Service) 
             raise ValueError(result.message)
         return result.message
 
-    controller = None
-    if mqtt.control.enabled:
-        controller = Controller(topics, settings.device, running, status, switch, reload)
+    controller = Controller(topics, settings.device, running, status, switch, reload)
     discovery = None
     ha_status = None
     if mqtt.home_assistant.enabled:
@@ -224,7 +224,13 @@ def attach_control(settings: Settings, sinks: Sequence[Sink], service: Service) 
         names = [c.name for c in settings.pipelines]
         discovery = discovery_entities(prefix, topics, settings.device, __version__, names)
         ha_status = f"{prefix}/status"
-    session = ControlSession(controller, lambda: {n: p for n, (_, p) in running().items()}, discovery, ha_status)
+    session = ControlSession(
+        controller,
+        lambda: {n: p for n, (_, p) in running().items()},
+        discovery,
+        ha_status,
+        commands=mqtt.control.enabled,
+    )
     sink.session_handlers.append(session.run)
     sink.on_message = session.on_message
     return session

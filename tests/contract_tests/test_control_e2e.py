@@ -222,3 +222,21 @@ async def test_invalid_commands_get_error_replies(daemon: Daemon) -> None:
     unknown = await daemon.command({"command": "pause", "id": "u-1"}, "u-1", pipeline="nope")
     assert unknown["ok"] is False and "unknown pipeline 'nope'" in str(unknown["error"])
     assert (await daemon.request({"command": "status", "id": "alive"}))["ok"] is True
+
+
+async def test_control_off_still_publishes_state_for_home_assistant(mosquitto: Broker, tmp_path: Path) -> None:
+    config = daemon_config(tmp_path, mosquitto.url, extra_model=copy_bundle(tmp_path, "x"), control=False)
+    async with Collector(mosquitto.host, mosquitto.port, "#") as sub:
+        proc = popen_daemon(config)
+        try:
+            await sub.wait_for(lambda ms: bool(of(ms, "/kws/state")) and len(of(ms, "/config")) == 5, timeout_s=60)
+            await publish(mosquitto.host, mosquitto.port, f"{BASE}/kws/set", b'{"command": "pause", "id": "no"}')
+            seen = len(of(sub.messages, "/kws/classification"))
+            # Decisions go on being published: the pause was not obeyed, and nobody answered it.
+            await sub.wait_for(lambda ms: len(of(ms, "/kws/classification")) >= seen + 3, timeout_s=60)
+            assert proc.poll() is None
+        finally:
+            proc.kill()
+            await asyncio.to_thread(proc.communicate, timeout=30)
+    assert not replies(sub.messages, "no")
+    assert not any(m.json()["paused"] for m in of(sub.messages, "/kws/state"))

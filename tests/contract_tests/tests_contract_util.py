@@ -49,7 +49,9 @@ def copy_bundle(dest_root: Path, name: str) -> Path:
     return dest
 
 
-def daemon_config(tmp_path: Path, url: str, *, extra_model: Path, min_confidence: float = 0.0) -> Path:
+def daemon_config(
+    tmp_path: Path, url: str, *, extra_model: Path, min_confidence: float = 0.0, control: bool = True
+) -> Path:
     from runtime.daemon import demo_recording
 
     path = tmp_path / "spikewire.toml"
@@ -62,6 +64,7 @@ url = "{url}"
 [mqtt.home_assistant]
 enabled = true
 [mqtt.control]
+enabled = {str(control).lower()}
 models = ["{extra_model}"]
 [[pipelines]]
 name = "kws"
