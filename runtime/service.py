@@ -175,6 +175,17 @@ class Service:
     def pipelines(self) -> list[Pipeline]:
         return [r.pipeline for r in self._running.values()]
 
+    def running_pipelines(self) -> dict[str, tuple[PipelineConfig, Pipeline]]:
+        """name -> (configuration, pipeline) now; a reload replaces entries (the MQTT controller's view)."""
+        return {name: (r.config, r.pipeline) for name, r in self._running.items()}
+
+    async def reload_or_raise(self) -> str:
+        """``reload()`` for a remote command: what changed, or ValueError with the reason."""
+        result = await self.reload()
+        if not result.ok:
+            raise ValueError(result.message)
+        return result.message
+
     def _mqtt(self) -> Sink | None:
         return next((s for s in self.sinks if s.name == "mqtt"), None)
 

@@ -92,6 +92,11 @@ async def test_reload_keeps_the_mqtt_sink_and_its_queue(tmp_path: Path, unused_p
     result = await service.reload()
     assert result.ok and result.restarted == ("demo",)
     assert service.sinks[0] is sink and sink.stats().queued >= queued and sink.stats().dropped == 0
+    assert set(service.running_pipelines()) == {"demo"}
+    config.write_text("stdout = false\n[[pipelines]]\nname = 'x'\n")  # no source, no model
+    with pytest.raises(ValueError, match="reload rejected"):
+        await service.reload_or_raise()
+    assert service.sinks[0] is sink and sink.stats().dropped == 0
     service.stop()
     await run
 
