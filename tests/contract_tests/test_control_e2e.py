@@ -5,6 +5,7 @@ daemon keeps running."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 from collections.abc import AsyncIterator
@@ -240,3 +241,22 @@ async def test_control_off_still_publishes_state_for_home_assistant(mosquitto: B
             await asyncio.to_thread(proc.communicate, timeout=30)
     assert not replies(sub.messages, "no")
     assert not any(m.json()["paused"] for m in of(sub.messages, "/kws/state"))
+
+
+async def test_commands_work_again_after_a_broker_restart(daemon: Daemon) -> None:
+    """Subscriptions are renewed on every reconnect (the broker forgets a clean session's)."""
+    assert (await daemon.command({"command": "pause", "id": "before"}, "before"))["paused"] is True
+    connects = daemon.sub.connections
+    await asyncio.to_thread(daemon.broker.kill)
+    await asyncio.to_thread(daemon.broker.start)
+    await daemon.sub.wait_for(lambda _: daemon.sub.connections > connects, timeout_s=30)
+    # The state is published again on connect (retained: the broker lost it with the kill).
+    await daemon.sub.wait_for(lambda ms: bool(of(ms[-50:], "/kws/state")), timeout_s=30)
+    for attempt in range(60):  # the daemon reconnects with backoff; a command before that is lost
+        ident = f"after-{attempt}"
+        await daemon.send(f"{BASE}/kws/set", json.dumps({"command": "resume", "id": ident}))
+        with contextlib.suppress(AssertionError):
+            await daemon.sub.wait_for(lambda ms, i=ident: bool(replies(ms, i)), timeout_s=1)
+            break
+    answered = [r for m in range(60) for r in replies(daemon.sub.messages, f"after-{m}")]
+    assert answered and answered[0]["paused"] is False
