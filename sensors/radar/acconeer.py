@@ -158,7 +158,11 @@ class _A121Session:
         if rate is None and self.sweep_rate_hz is not None:
             rate = self.sweep_rate_hz / self.n_sweeps  # continuous sweep mode: frames follow sweeps
         if rate is None and self.ticks is not None and tps is not None and self.n_frames > 1:
-            rate = tps / float(np.median(np.diff(self.ticks)))
+            step = float(np.median(np.diff(self.ticks)))
+            if not step > 0:  # constant ticks divided by zero here (found by the fuzz suite)
+                msg = f"{path}: {name}: no frame_rate and its frame ticks do not increase (median step {step:g})"
+                raise InputError(msg)
+            rate = tps / step
         if rate is None or not rate > 0:
             msg = f"{path}: {name}: no frame_rate, sweep_rate or ticks to time its frames"
             raise InputError(msg)
@@ -241,7 +245,7 @@ def open_a121(path: Path, *, mixed_configs: MixedConfigs = "allow") -> RadarRead
     f = open_h5(path)
     try:
         return _a121(path, f, mixed_configs)
-    except (InputError, KeyError, ValueError, OSError) as exc:
+    except Exception as exc:  # any failure: close the file (it stayed open on e.g. a ZeroDivisionError)
         f.close()
         if isinstance(exc, InputError):
             raise
@@ -289,7 +293,7 @@ def open_a111(path: Path) -> RadarReader:
     f = open_h5(path)
     try:
         return _a111(path, f)
-    except (InputError, KeyError, ValueError, OSError) as exc:
+    except Exception as exc:  # any failure: close the file (it stayed open on e.g. a ZeroDivisionError)
         f.close()
         if isinstance(exc, InputError):
             raise

@@ -95,22 +95,31 @@ class CubeLayout(BaseModel):
 
 
 def _h5_dataset(path: Path, layout: CubeLayout) -> tuple[Any, Any]:
-    import h5py
-
     from sensors.radar.acconeer import open_h5
 
     f = open_h5(path)
+    try:
+        return _dataset_in(path, f, layout)
+    except Exception as exc:  # h5py raises RuntimeError walking a damaged file (found by the fuzz suite)
+        f.close()
+        if isinstance(exc, InputError):
+            raise
+        msg = f"{path}: damaged HDF5 file: {type(exc).__name__}: {exc}"
+        raise InputError(msg) from exc
+
+
+def _dataset_in(path: Path, f: Any, layout: CubeLayout) -> tuple[Any, Any]:
+    import h5py
+
     name = layout.dataset
     if name is None:
         found: list[str] = []
         f.visititems(lambda n, o: found.append(n) if isinstance(o, h5py.Dataset) and o.ndim >= 1 else None)
         if len(found) != 1:
-            f.close()
             msg = f"{path}: layout names no dataset and the file holds {len(found)} ({', '.join(found[:8])})"
             raise InputError(msg)
         name = found[0]
     if name not in f or not isinstance(f[name], h5py.Dataset):
-        f.close()
         msg = f"{path}: no dataset {name!r} (layout.dataset)"
         raise InputError(msg)
     return f, f[name]
@@ -134,18 +143,21 @@ def open_cube(path: Path, layout: CubeLayout) -> RadarReader:
     if path.suffix.lower() == ".npy":
         try:
             data: Any = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError, EOFError) as exc:
-            msg = f"{path}: not a readable .npy array: {exc}"
+        except Exception as exc:  # numpy's header parser also raises SyntaxError and tokenize.TokenError
+            msg = f"{path}: not a readable .npy array: {type(exc).__name__}: {exc}"
             raise InputError(msg) from exc
     else:
         f, data = _h5_dataset(path, layout)
         closer = f.close
     try:
         return _reader(path, layout, axes, data, closer)
-    except InputError:
+    except Exception as exc:  # close the HDF5 file whatever went wrong (it leaked on non-InputErrors)
         if closer is not None:
             closer()
-        raise
+        if isinstance(exc, InputError):
+            raise
+        msg = f"{path}: unreadable radar cube: {type(exc).__name__}: {exc}"
+        raise InputError(msg) from exc
 
 
 def _reader(path: Path, layout: CubeLayout, axes: tuple[str, ...], data: Any, closer: Any) -> RadarReader:

@@ -69,8 +69,12 @@ def detect_radar_format(path: Path, *, layout: CubeLayout | None = None) -> Rada
         from sensors.radar.acconeer import h5_kind, open_h5
 
         with open_h5(path) as f:
-            kind = h5_kind(f)
-            keys = sorted(f.keys())
+            try:
+                kind = h5_kind(f)
+                keys = sorted(f.keys())
+            except Exception as exc:  # a damaged file opens, then h5py fails on a link (found by the fuzz suite)
+                msg = f"{path}: damaged HDF5 file: {type(exc).__name__}: {exc}"
+                raise InputError(msg) from exc
         if kind is not None:
             return kind
         if layout is not None:

@@ -30,12 +30,13 @@ frame is left out and counted in ``RadarReader.extra_meta["dropped_bytes"]``.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sensors.blocks import InputError
 from sensors.radar.base import RadarReader, Segment, regular_times_us
@@ -45,10 +46,15 @@ BinLayout = Literal["lvds2", "iq", "real"]
 PartialFrames = Literal["error", "drop"]
 
 
+MAX_FRAME_SAMPLES = 1 << 25
+"""Largest ADC samples per frame (chirps x TX x RX x samples) accepted: real frames are a few million; a
+damaged .cfg claiming 10^11 samples per chirp must be refused before frame buffers are sized from it."""
+
+
 class ChirpConfig(BaseModel):
     """One FMCW chirp profile and the frame built from it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     start_freq_ghz: float = Field(gt=0, title="Start frequency (GHz)", description="profileCfg startFreq.")
     slope_mhz_per_us: float = Field(gt=0, title="Slope (MHz/µs)", description="profileCfg freqSlopeConst.")
@@ -61,10 +67,35 @@ class ChirpConfig(BaseModel):
     )
     idle_time_us: float = Field(0.0, ge=0, title="Idle time (µs)", description="profileCfg idleTime.")
     ramp_end_time_us: float = Field(gt=0, title="Ramp end time (µs)", description="profileCfg rampEndTime.")
-    frame_period_ms: float = Field(gt=0, title="Frame period (ms)", description="frameCfg framePeriodicity.")
+    frame_period_ms: float = Field(
+        gt=0, le=3_600_000, title="Frame period (ms)", description="frameCfg framePeriodicity (at most an hour)."
+    )
     adc_output: Literal["complex", "real"] = Field(
         "complex", title="ADC output", description="adcCfg adcOutputFmt: 0 is real, 1 and 2 are complex."
     )
+
+    @model_validator(mode="after")
+    def _derived_values(self) -> ChirpConfig:
+        # Each field may be in range while what is derived from them is not (found by the fuzz suite: a
+        # slope of 1e308 gave a range resolution of 0, which RadarGeometry rejected with a bare ValueError).
+        n_frame = self.n_chirps * self.n_tx * self.n_rx * self.n_samples
+        if n_frame > MAX_FRAME_SAMPLES:
+            msg = f"a frame of {n_frame} ADC samples is more than {MAX_FRAME_SAMPLES} (chirps x TX x RX x samples)"
+            raise ValueError(msg)
+        try:
+            derived = {
+                "range resolution (m)": self.range_resolution_m,
+                "chirp rate (Hz)": self.chirp_rate_hz,
+                "frame rate (Hz)": self.frame_rate_hz,
+            }
+        except ArithmeticError as exc:  # a bandwidth that underflows to 0 divides by zero
+            msg = f"these values give no usable range resolution, chirp or frame rate ({exc})"
+            raise ValueError(msg) from exc
+        for name, value in derived.items():
+            if not (math.isfinite(value) and value > 0):
+                msg = f"the {name} derived from these values is {value}, not a positive finite number"
+                raise ValueError(msg)
+        return self
 
     @property
     def range_resolution_m(self) -> float:
@@ -163,8 +194,8 @@ def parse_cli_cfg(path: Path) -> ChirpConfig:
     p = found["profileCfg"][1]
     fr = found["frameCfg"][1]
     ch = found["channelCfg"][1]
-    adc_fmt = int(found["adcCfg"][1][1]) if "adcCfg" in found else 1
     try:
+        adc_fmt = int(found["adcCfg"][1][1]) if "adcCfg" in found else 1
         return ChirpConfig(
             start_freq_ghz=p[1],
             idle_time_us=p[2],
@@ -178,7 +209,7 @@ def parse_cli_cfg(path: Path) -> ChirpConfig:
             n_rx=bin(int(ch[0])).count("1"),
             adc_output="real" if adc_fmt == 0 else "complex",
         )
-    except ValueError as exc:  # pydantic ValidationError is a ValueError
+    except (ValueError, OverflowError) as exc:  # ValidationError is a ValueError; int(inf) an OverflowError
         msg = f"{path}: chirp config values out of range: {exc}"
         raise InputError(msg) from exc
 
@@ -204,8 +235,7 @@ def int16_iq(path: Path, cube: npt.NDArray[np.generic]) -> npt.NDArray[np.comple
 
 def as_4d(path: Path, cube: npt.NDArray[np.complex64], n_samples: int) -> npt.NDArray[np.complex64]:
     """``(frames, chirps, antennas, samples)`` from the 1-4 dimensional TI cube layouts."""
-    shapes = {1: (1, 1, 1, -1), 2: (1, cube.shape[0], 1, -1), 3: (1, *cube.shape[:2], -1), 4: cube.shape}
-    if cube.ndim not in shapes or cube.size == 0:
+    if cube.ndim not in (1, 2, 3, 4) or cube.size == 0:
         msg = (
             f"{path}: expected (samples), (chirps, samples), (chirps, antennas, samples) or "
             f"(frames, chirps, antennas, samples), found shape {cube.shape}"
@@ -216,6 +246,7 @@ def as_4d(path: Path, cube: npt.NDArray[np.complex64], n_samples: int) -> npt.ND
             f"{path}: {cube.shape[-1]} samples per chirp (last axis of {cube.shape}), the chirp config says {n_samples}"
         )
         raise InputError(msg)
+    shapes = {1: (1, 1, 1, -1), 2: (1, cube.shape[0], 1, -1), 3: (1, *cube.shape[:2], -1), 4: cube.shape}
     return cube.reshape(shapes[cube.ndim])
 
 
@@ -281,7 +312,7 @@ def open_ti_cube(path: Path, chirp: ChirpConfig) -> RadarReader:
             data: npt.NDArray[np.generic] = np.loadtxt(path, dtype=np.complex128, ndmin=1)
         else:
             data = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
+    except Exception as exc:  # numpy's .npy header parser also raises SyntaxError and tokenize.TokenError
         msg = f"{path}: not a readable {'numpy text' if path.suffix.lower() == '.txt' else '.npy'} array: {exc}"
         raise InputError(msg) from exc
     if data.dtype.kind not in "iufc":
