@@ -198,10 +198,6 @@ def attach_control(settings: Settings, sinks: Sequence[Sink], service: Service) 
     extra = extra_models(mqtt.control.models)
     started = utc_now()
 
-    def running() -> dict[str, tuple[PipelineConfig, Pipeline]]:
-        configs = {c.name: c for c in service.settings.pipelines}
-        return {p.info.name: (configs[p.info.name], p) for p in service.pipelines() if p.info.name in configs}
-
     def status() -> Status:
         live = status_payload(settings.device, service.pipelines())
         return live.model_copy(update={"started_at": started})
@@ -210,13 +206,8 @@ def attach_control(settings: Settings, sinks: Sequence[Sink], service: Service) 
         prepared = await asyncio.to_thread(prepare_switch, cfg, pipeline, model, extra)
         await pipeline.switch_model(prepared)
 
-    async def reload() -> str:
-        result = await service.reload()
-        if not result.ok:
-            raise ValueError(result.message)
-        return result.message
-
-    controller = Controller(topics, settings.device, running, status, switch, reload)
+    running = service.running_pipelines
+    controller = Controller(topics, settings.device, running, status, switch, service.reload_or_raise)
     discovery = None
     ha_status = None
     if mqtt.home_assistant.enabled:
