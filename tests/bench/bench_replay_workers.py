@@ -1,6 +1,9 @@
 """Wall time of ``spikewire replay`` of the FSDD folder with --workers 1 and 2 (median of 3), and the ratio.
 
-    .venv/bin/python tests/bench/bench_replay_workers.py [--data DIR] [--repeats 3] [--workers 1 2]
+    .venv/bin/python tests/bench/bench_replay_workers.py [--case fsdd|ecg] [--repeats 3] [--workers 1 2]
+
+``fsdd``: the 2000 FSDD recordings through kws-digits; ``ecg``: MIT-BIH records 100 and 208
+(30 min each) through ecg-beats, a heavier load per file.
 
 Each run is a fresh ``run_replay`` call, worker start-up (forkserver, imports, model compile,
 numba cache load) included. The merged summaries of every run are checked to be equal,
@@ -23,10 +26,21 @@ from runtime.replay import ReplayOptions, run_replay
 WALL_CLOCK = {"wall_s", "rtf", "latency_ms", "events_read_per_s_wall", "chip_input_events_per_s_wall"}
 
 
+def _options(case: str, data: Path, workers: int) -> ReplayOptions:
+    if case == "ecg":
+        records = [data / "ecg" / "mitdb" / r for r in ("100", "208")]
+        return ReplayOptions(paths=records, model="ecg-beats", workers=workers)
+    fsdd = data / "audio" / "fsdd"
+    return ReplayOptions(
+        paths=[fsdd], model="kws-digits", labels_csv=fsdd / "labels.csv", label_column="digit", workers=workers
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default = Path(os.environ.get("SPIKEWIRE_DATA", Path(__file__).parents[2] / ".." / "shared" / "data"))
-    ap.add_argument("--data", type=Path, default=default / "audio" / "fsdd")
+    ap.add_argument("--data", type=Path, default=default)
+    ap.add_argument("--case", choices=["fsdd", "ecg"], default="fsdd")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = ap.parse_args()
@@ -34,10 +48,7 @@ def main() -> int:
     reference: dict[str, Any] | None = None
     for rep in range(args.repeats):
         for n in args.workers:
-            opts = ReplayOptions(
-                paths=[args.data], model="kws-digits", labels_csv=args.data / "labels.csv", label_column="digit",
-                workers=n,
-            )  # fmt: skip
+            opts = _options(args.case, args.data, n)
             t0 = time.perf_counter()
             summary = run_replay(opts)
             wall = time.perf_counter() - t0
@@ -53,6 +64,8 @@ def main() -> int:
     medians = {n: statistics.median(v) for n, v in results.items()}
     base = medians[args.workers[0]]
     out = {
+        "case": args.case,
+        "load_average_1min": os.getloadavg()[0],
         "files": reference["files"] if reference else 0,
         "stream_s": reference["stream_s"] if reference else 0,
         "accuracy": reference["accuracy"] if reference else None,
