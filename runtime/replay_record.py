@@ -74,8 +74,22 @@ class Timeline:
     spikes: list[int] = field(default_factory=list)
     stream_us: list[int] = field(default_factory=list)
 
-    def add(self, start_us: int, dur_us: int, energy_uj: float, static_uj: float, spikes: int) -> None:
-        """A span of stream time starting at ``start_us`` (on the concatenated axis); binned by its start."""
+    def add(
+        self,
+        start_us: int,
+        dur_us: int,
+        energy_uj: float,
+        static_uj: float,
+        spikes: int,
+        min_bins_per_span: float = 0.5,
+    ) -> None:
+        """A span of stream time starting at ``start_us`` (on the concatenated axis); binned by its start.
+
+        Bins are kept at least ``1 / min_bins_per_span`` spans wide (twice a chip batch by default)
+        so that every bin holds the start of some batch: no empty bins between long radar frames.
+        """
+        while self.width_us * min_bins_per_span < dur_us:
+            self._coarsen()
         idx = start_us // self.width_us
         while idx >= self.max_bins:
             self._coarsen()
@@ -189,7 +203,7 @@ class ReplayTrace:
             bins = zip(tl.energy_uj, tl.static_uj, tl.spikes, tl.stream_us, strict=True)
             for i, (e, st, n, u) in enumerate(bins):
                 if u or n or e:
-                    out.timeline.add(offset_us + i * tl.width_us, u, e, st, n)
+                    out.timeline.add(offset_us + i * tl.width_us, u, e, st, n, min_bins_per_span=1.0)
             out.latency_counts += sh.latency_counts
             out.chip_energy.merge(sh.chip_energy)
             out.decision_energy.merge(sh.decision_energy)
