@@ -384,6 +384,12 @@ def load_settings(path: Path | None, overrides: dict[str, Any] | None = None) ->
         except tomllib.TOMLDecodeError as exc:
             msg = f"{path}: not valid TOML: {exc}"
             raise ConfigError(msg) from exc
+        except UnicodeDecodeError as exc:  # TOML is UTF-8; a Latin-1 or damaged file failed bare (fuzz suite)
+            msg = f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); TOML files must be UTF-8"
+            raise ConfigError(msg) from exc
+        except OSError as exc:  # a directory, no permission...
+            msg = f"{path}: cannot read config file: {exc.strerror or exc}"
+            raise ConfigError(msg) from exc
     data.update(overrides or {})
     try:
         return Settings(**data)
