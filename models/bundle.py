@@ -8,10 +8,11 @@ zoo (``models/zoo/<name>``) or by path.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -19,6 +20,8 @@ from models.convnet import ConvNet
 from models.network import ModelError, Network
 from models.nir_conv import graph_is_conv, graph_to_convnet
 from models.nir_io import check_graph_types, graph_to_network, read_graph
+
+_T = TypeVar("_T")
 
 
 class _Model(BaseModel):
@@ -121,6 +124,12 @@ def read_manifest(path: Path) -> Manifest:
     except tomllib.TOMLDecodeError as exc:
         msg = f"{path}: not valid TOML: {exc}"
         raise ModelError(msg) from exc
+    except UnicodeDecodeError as exc:  # was a bare UnicodeDecodeError (found by the fuzz suite)
+        msg = f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); TOML files must be UTF-8"
+        raise ModelError(msg) from exc
+    except OSError as exc:
+        msg = f"{path}: cannot read manifest: {exc.strerror or exc}"
+        raise ModelError(msg) from exc
     try:
         return Manifest.model_validate(data)
     except ValidationError as exc:
@@ -134,10 +143,11 @@ def load_bundle(name_or_path: str) -> Bundle:
     manifest = read_manifest(root / "manifest.toml")
     model = root / "model.nir"
     graph = read_graph(model, type_check=False)  # read once; dense graphs are type-checked below
-    if manifest.model.modality == "dvs" or graph_is_conv(graph):
-        return Bundle(root, manifest, _checked_convnet(root, graph_to_convnet(graph, str(model)), len(manifest.labels)))
+    if manifest.model.modality == "dvs" or _converted(model, lambda: graph_is_conv(graph)):
+        net = _converted(model, lambda: graph_to_convnet(graph, str(model)))
+        return Bundle(root, manifest, _checked_convnet(root, net, len(manifest.labels)))
     check_graph_types(graph, model)
-    network = graph_to_network(graph, str(model))
+    network = _converted(model, lambda: graph_to_network(graph, str(model)))
     n_out = network.population(network.output).size
     if n_out % len(manifest.labels):
         msg = (
@@ -146,6 +156,20 @@ def load_bundle(name_or_path: str) -> Bundle:
         )
         raise ModelError(msg)
     return Bundle(root, manifest, network)
+
+
+def _converted(model: Path, convert: Callable[[], _T]) -> _T:
+    """``convert()`` with every failure a ModelError naming the file (node errors name only the node)."""
+    try:
+        return convert()
+    except ModelError as exc:
+        if str(model) in str(exc):
+            raise
+        raise ModelError(f"{model}: {exc}") from exc
+    # Nodes hold whatever the file held: arrays of unexpected shapes, types or sizes (found by the fuzz suite).
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError, ArithmeticError) as exc:
+        msg = f"{model}: not a usable network ({type(exc).__name__}: {exc})"
+        raise ModelError(msg) from exc
 
 
 def _checked_convnet(root: Path, net: ConvNet, n_labels: int) -> ConvNet:

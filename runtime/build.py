@@ -20,7 +20,7 @@ from models.bundle import Bundle, load_bundle
 from models.convnet import ConvNet
 from models.network import ModelError
 from runtime.chips.base import Chip
-from runtime.chips.compile import Compiled, compile_network
+from runtime.chips.compile import Compiled, CompileError, compile_network
 from runtime.chips.crossbar import CrossbarChip
 from runtime.chips.dynapcnn import CompiledConv, DynapcnnChip, compile_convnet
 from runtime.chips.dynapse2.chip import Dynapse2Chip
@@ -81,7 +81,14 @@ def _compile(
     bundle: Bundle, chip: str | None, *, mismatch: bool | None, seed: int, strict: bool
 ) -> Compiled | CompiledConv | Dynapse2Compiled:
     info = bundle.manifest.model
-    profile = load_profile(chip or info.target_chip)
+    if chip is None:
+        try:
+            profile = load_profile(info.target_chip)
+        except ConfigError as exc:  # the manifest's chip, not the config's: name the manifest (fuzz suite)
+            msg = f"{bundle.path / 'manifest.toml'}: model.target_chip: {exc}"
+            raise ModelError(msg) from exc
+    else:
+        profile = load_profile(chip)
     net = bundle.network
     if isinstance(net, ConvNet):
         if not isinstance(profile, ConvCoreProfile):
@@ -124,7 +131,10 @@ def _chip_options(bundle: Bundle) -> dict[str, Any]:
 def prepare(model: str, chip: str | None, *, mismatch: bool | None, seed: int, strict: bool) -> Prepared:
     """Load, check and compile; raises ModelError, CompileError or ConfigError."""
     bundle = load_bundle(model)
-    compiled = _compile(bundle, chip, mismatch=mismatch, seed=seed, strict=strict)
+    try:
+        compiled = _compile(bundle, chip, mismatch=mismatch, seed=seed, strict=strict)
+    except CompileError as exc:  # the compilers know the network, not the bundle: name it
+        raise CompileError(exc.chip, exc.problems, model=f"{bundle.ident} ({bundle.path})") from exc
     modality = bundle.manifest.model.modality
     where = f"{bundle.path / 'manifest.toml'}: [encoder]"
     if modality == "dvs":

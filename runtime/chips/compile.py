@@ -30,9 +30,13 @@ from runtime.chips.profile import CrossbarProfile, Sourced
 class CompileError(ValueError):
     """The network does not fit the chip. ``problems`` lists every violation."""
 
-    def __init__(self, chip: str, problems: list[str]) -> None:
+    def __init__(self, chip: str, problems: list[str], model: str | None = None) -> None:
+        self.chip = chip
         self.problems = problems
-        super().__init__(f"model does not fit chip {chip!r}:\n  " + "\n  ".join(problems))
+        self.model = model
+        """The bundle (name@version and path) when known, so that the error names the input."""
+        which = f"model {model}" if model else "model"
+        super().__init__(f"{which} does not fit chip {chip!r}:\n  " + "\n  ".join(problems))
 
 
 @dataclass(frozen=True, slots=True)
