@@ -6,7 +6,7 @@ UnicodeDecodeError, ZeroDivisionError, MemoryError, ...), a call that does not r
 ``TIMEOUT_S`` (a hang), or a call whose Python/numpy allocations peak above ``MAX_ALLOC_MB`` (a header
 field that asks for gigabytes must be refused, not attempted; tracemalloc sees numpy's buffers).
 
-Examples per test: ``SPIKEWIRE_FUZZ_EXAMPLES`` (default 40 in CI; e.g. 1000 for a long local run).
+Examples per test: ``SPIKEWIRE_FUZZ_EXAMPLES`` (default 100, about 45 s for the suite; 1000 for a long local run).
 Every guarded call is counted per target in ``CASES``; the fuzz conftest prints the counts at the end.
 """
 
@@ -27,7 +27,7 @@ from runtime.chips.compile import CompileError
 from runtime.config import ConfigError
 from sensors.blocks import InputError
 
-EXAMPLES = int(os.environ.get("SPIKEWIRE_FUZZ_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("SPIKEWIRE_FUZZ_EXAMPLES", "100"))
 TIMEOUT_S = float(os.environ.get("SPIKEWIRE_FUZZ_TIMEOUT_S", "30"))
 MAX_ALLOC_MB = 256.0
 
