@@ -14,15 +14,25 @@ log = logging.getLogger(__name__)
 OnError = Literal["raise", "skip"]
 
 
-def expand_paths(paths: Sequence[Path], suffixes: Sequence[str]) -> list[Path]:
-    """Files as given, folders replaced by their files with one of ``suffixes``, sorted."""
+def expand_paths(paths: Sequence[Path], suffixes: Sequence[str], what: str | None = None) -> list[Path]:
+    """Files as given, folders replaced by their files with one of ``suffixes``, sorted.
+
+    Other entries of a folder (other files, sub-folders) are not replayed; that is logged at
+    INFO with their names, not silent. ``what`` names the files in the error for a folder
+    that holds none (default: the suffixes).
+    """
     files: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in suffixes and p.is_file())
+            entries = sorted(path.iterdir())
+            found = [p for p in entries if p.suffix.lower() in suffixes and p.is_file()]
+            others = [p.name + ("/" if p.is_dir() else "") for p in entries if p not in found]
+            if others:
+                log.info("%s: not replayed (other files, or folders): %s", path, ", ".join(others))
             if not found:
-                msg = f"{path}: folder holds no {'/'.join(suffixes)} files"
+                kind = f"{what} ({' '.join(suffixes)})" if what else f"{'/'.join(suffixes)} files"
+                msg = f"{path}: folder holds no {kind}"
                 raise InputError(msg)
             files.extend(found)
         elif path.exists():

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 from sensors.blocks import InputError
+from sensors.files import expand_paths
 from sensors.radar.base import RadarReader
 from sensors.radar.cube import CubeLayout, open_cube
 from sensors.radar.ti import BinLayout, ChirpConfig, PartialFrames, chirp_config, open_ti_bin, open_ti_cube
@@ -41,25 +42,7 @@ def expand_radar_paths(paths: Sequence[Path]) -> list[Path]:
     Other files and sub-folders are not replayed (logged at INFO, with their names); a folder
     with no radar file, or a missing path, is an InputError.
     """
-    files: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            entries = sorted(path.iterdir())
-            found = [p for p in entries if p.is_file() and p.suffix.lower() in RADAR_SUFFIXES]
-            others = [p.name + ("/" if p.is_dir() else "") for p in entries if p not in found]
-            if others:  # said, not silent: sub-folders are not searched, other files are not recordings
-                log.info("%s: not replayed (not radar files, or folders): %s", path, ", ".join(others))
-            if not found:
-                msg = f"{path}: folder holds no radar files ({' '.join(RADAR_SUFFIXES)})"
-                raise InputError(msg)
-            files.extend(found)
-        elif path.is_file():
-            files.append(path)
-        else:
-            msg = f"{path}: no such file or folder"
-            raise InputError(msg)
-    return files
+    return expand_paths(paths, RADAR_SUFFIXES, what="radar files")
 
 
 def detect_radar_format(path: Path, *, layout: CubeLayout | None = None) -> RadarFormat:
