@@ -16,7 +16,6 @@ Formats (``fmt="auto"`` picks from the suffix, and for HDF5 from the layout insi
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -31,7 +30,6 @@ RadarFormat = Literal["auto", "acconeer_a121", "acconeer_a111", "ti_npy", "ti_tx
 RADAR_FORMATS: tuple[str, ...] = ("auto", "acconeer_a121", "acconeer_a111", "ti_npy", "ti_txt", "ti_bin", "cube")
 RADAR_SUFFIXES = (".h5", ".hdf5", ".npy", ".bin", ".txt")
 
-log = logging.getLogger(__name__)
 
 __all__ = ["RADAR_SUFFIXES", "RadarFormat", "RadarReader", "detect_radar_format", "expand_radar_paths", "open_radar"]
 
