@@ -28,6 +28,8 @@ import tomli_w
 
 from models.network import Network, Population, Projection
 from models.nir_io import write_network
+from models.recipes.snn_torch import fake_quant as quantise
+from models.recipes.snn_torch import spike
 from sensors.audio.encoder import AudioEncoderConfig, encode_signal
 
 TICK_US = 1000
@@ -94,22 +96,6 @@ def build_model(  # type: ignore[no-untyped-def]
 
     dt = TICK_US * 1e-6
     alpha, beta = math.exp(-dt / TAU_SYN_S), math.exp(-dt / TAU_MEM_S)
-    levels = 2 ** (WEIGHT_BITS - 1) - 1
-
-    class Spike(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):  # type: ignore[no-untyped-def]
-            ctx.save_for_backward(x)
-            return (x >= 0).to(x.dtype)
-
-        @staticmethod
-        def backward(ctx, grad):  # type: ignore[no-untyped-def]
-            (x,) = ctx.saved_tensors
-            return grad / (1 + 10 * x.abs()) ** 2  # SuperSpike surrogate
-
-    def fake_quant(w):  # type: ignore[no-untyped-def]
-        scale = w.detach().abs().max() / levels
-        return w + (torch.round(w / scale) * scale - w).detach()
 
     def readout_weights(T: int, lengths):  # type: ignore[no-untyped-def]
         # Impulse response of I -> v: h[k] = (1 - beta) * sum_j alpha^j beta^(k - j); H = cumsum(h).
@@ -148,7 +134,7 @@ def build_model(  # type: ignore[no-untyped-def]
 
         def weights(self):  # type: ignore[no-untyped-def]
             ws = (self.w_in, self.w_rec, self.w_out)
-            return tuple(fake_quant(w) for w in ws) if self.quantise else ws
+            return tuple(quantise(w, WEIGHT_BITS) for w in ws) if self.quantise else ws
 
         def forward(self, x, lengths):  # type: ignore[no-untyped-def]
             # x: (T, B, n_in). Returns (mean output membrane (B, n_out), hidden spike count).
@@ -162,7 +148,7 @@ def build_model(  # type: ignore[no-untyped-def]
             for t in range(T):
                 cur = alpha * cur + drive[t] + s @ w_rec
                 v = beta * v + (1 - beta) * cur
-                s = Spike.apply(v - 1.0)
+                s = spike(v - 1.0)
                 v = v * (1 - s.detach())
                 if self.training and dropout > 0:
                     # Drop a spike's effect downstream only; the neuron itself did fire and reset.

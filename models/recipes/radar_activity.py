@@ -35,6 +35,8 @@ import tomli_w
 
 from models.network import Network, Population, Projection
 from models.nir_io import write_network
+from models.recipes.snn_torch import fake_quant as quantise
+from models.recipes.snn_torch import spike
 from sensors.blocks import SpikeBatch
 from sensors.radar.encode import RadarEncoder
 from sensors.radar.encoder_config import RadarEncoderConfig
@@ -132,22 +134,6 @@ def build_model(n_in: int, hidden: int, n_out: int):  # type: ignore[no-untyped-
 
     dt = TICK_US * 1e-6
     alpha, beta = math.exp(-dt / TAU_SYN_S), math.exp(-dt / TAU_MEM_S)
-    levels = 2 ** (WEIGHT_BITS - 1) - 1
-
-    class Spike(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):  # type: ignore[no-untyped-def]
-            ctx.save_for_backward(x)
-            return (x >= 0).to(x.dtype)
-
-        @staticmethod
-        def backward(ctx, grad):  # type: ignore[no-untyped-def]
-            (x,) = ctx.saved_tensors
-            return grad / (1 + 10 * x.abs()) ** 2
-
-    def fake_quant(w):  # type: ignore[no-untyped-def]
-        scale = w.detach().abs().max() / levels
-        return w + (torch.round(w / scale) * scale - w).detach()
 
     class RadarSnn(nn.Module):
         def __init__(self) -> None:
@@ -159,7 +145,7 @@ def build_model(n_in: int, hidden: int, n_out: int):  # type: ignore[no-untyped-
 
         def weights(self):  # type: ignore[no-untyped-def]
             ws = (self.w_in, self.w_out)
-            return tuple(fake_quant(w) for w in ws) if self.quantise else ws
+            return tuple(quantise(w, WEIGHT_BITS) for w in ws) if self.quantise else ws
 
         def frame_counts(self, x):  # type: ignore[no-untyped-def]
             # x: (frames, n_in) spike counts at one tick; hidden spikes per frame (frames, hidden).
@@ -172,7 +158,7 @@ def build_model(n_in: int, hidden: int, n_out: int):  # type: ignore[no-untyped-
                 # Input spikes of tick 0 reach the hidden synapses at tick 1, as on the chip.
                 cur = alpha * cur + (drive if t == 1 else 0.0)
                 v = beta * v + (1 - beta) * cur
-                s = Spike.apply(v - 1.0)
+                s = spike(v - 1.0)
                 v = v * (1 - s.detach())
                 total = total + s
             return total
